@@ -1,0 +1,23 @@
+"""Redis for Flask apps behind gunicorn: a blocking pool per app, JWT
+revocation, view caching and health checks."""
+
+from .errors import (
+    ConfigurationError,
+    FogRedisError,
+    NotInitializedError,
+    RedisCommandError,
+    RedisUnavailableError,
+    TokenError,
+)
+from .extension import FogRedis
+
+__all__ = [
+    "ConfigurationError",
+    "FogRedis",
+    "FogRedisError",
+    "NotInitializedError",
+    "RedisCommandError",
+    "RedisUnavailableError",
+    "TokenError",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,292 @@
+"""Every configuration key, its default and its meaning, in one place.
+
+Keys are read once, in ``init_app``, and validated there: a wrong value raises
+:class:`ConfigurationError` naming the key and the fix. Messages show URLs with
+the password masked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration key (without its prefix), its default and meaning."""
+
+    name: str
+    default: object
+    doc: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("URL", "redis://localhost:6379/0",
+           "Where Redis is: `redis://`, `rediss://` (TLS), `unix://` or "
+           "`memory://` (embedded in-process store, for development and tests)."),
+    Option("POOL_SIZE", 10, "Connections in the blocking pool, per process."),
+    Option("POOL_TIMEOUT", 5.0,
+           "Seconds a caller waits for a free connection before an error."),
+    Option("CONNECT_TIMEOUT", 5.0, "Seconds to open a connection."),
+    Option("SOCKET_TIMEOUT", 5.0, "Seconds to wait for a reply to a command."),
+    Option("KEEPALIVE", True, "TCP keepalive on every connection."),
+    Option("HEALTH_CHECK_INTERVAL", 30,
+           "A connection idle this many seconds is PINGed before reuse (0: never)."),
+    Option("DECODE_RESPONSES", True, "Return `str` instead of `bytes`."),
+    Option("RETRY_ATTEMPTS", 2,
+           "Extra attempts to open a connection that was refused; commands "
+           "already sent are never re-sent."),
+    Option("RETRY_BACKOFF", 0.05,
+           "First wait between connection attempts, doubled each time, with "
+           "jitter, capped at 1 s."),
+    Option("CLIENT_NAME", None, "Name shown by `CLIENT LIST`."),
+    Option("SSL_CA_CERTS", None, "CA bundle for `rediss://`."),
+    Option("SSL_CERTFILE", None, "Client certificate for `rediss://`."),
+    Option("SSL_KEYFILE", None, "Client key for `rediss://`."),
+    Option("SSL_CERT_REQS", "required",
+           "Server certificate check for `rediss://`: required, optional or none."),
+    Option("SSL_CHECK_HOSTNAME", True, "Check the server's hostname for `rediss://`."),
+    Option("HEALTH_TIMEOUT", 1.0,
+           "Bound in seconds on a health check, down or unresponsive Redis included."),
+    Option("KEY_PREFIX", "fog",
+           "Prefix of every key the extension writes (revocations, cache)."),
+)
+
+DEFAULTS: dict[str, object] = {option.name: option.default for option in OPTIONS}
+
+SCHEMES = ("redis", "rediss", "unix", "memory")
+_SSL_CERT_REQS = ("required", "optional", "none")
+# URL options redis-py would accept but that this extension sets from config:
+# in a URL they would silently override the validated values.
+_URL_OPTIONS = {"db", "client_name"}
+_URL_SSL_OPTIONS = {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs",
+                    "ssl_check_hostname"}
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (or a lone user-info part) replaced by ``***``."""
+
+    def mask(match: re.Match[str]) -> str:
+        user, sep, _ = match.group(1).partition(":")
+        return f"//{user}:***@" if sep else "//***@"
+
+    return re.sub(r"//([^/?#]*)@", mask, url)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed, validated Redis URL."""
+
+    scheme: str
+    display: str
+    password: str | None
+    connection: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_tcp(self) -> bool:
+        return self.scheme in ("redis", "rediss")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one app (one config prefix)."""
+
+    prefix: str
+    target: Target
+    pool_size: int
+    pool_timeout: float
+    connect_timeout: float
+    socket_timeout: float
+    keepalive: bool
+    health_check_interval: float
+    decode_responses: bool
+    retry_attempts: int
+    retry_backoff: float
+    client_name: str | None
+    health_timeout: float
+    key_prefix: str
+
+    def key(self, name: str) -> str:
+        """The full config key for ``name`` (``URL`` -> ``REDIS_URL``)."""
+        return f"{self.prefix}_{name}"
+
+
+def _fail(key: str, problem: str, fix: str) -> ConfigurationError:
+    return ConfigurationError(f"{key} {problem}: {fix}.")
+
+
+def to_int(key: str, value: object, minimum: int) -> int:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(key, f"is {value!r}", f"set it to a whole number >= {minimum}")
+    return value
+
+
+def to_seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or value != value or value < 0 or (value == 0 and not allow_zero):  # type: ignore[operator,comparison-overlap]
+        bound = ">= 0" if allow_zero else "> 0"
+        raise _fail(key, f"is {value!r}", f"set it to a number of seconds {bound}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def to_bool(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    words = {"1": True, "true": True, "yes": True, "on": True,
+             "0": False, "false": False, "no": False, "off": False}
+    if isinstance(value, (str, int)) and str(value).strip().lower() in words:
+        return words[str(value).strip().lower()]
+    raise _fail(key, f"is {value!r}", "set it to True or False")
+
+
+def to_optional_str(key: str, value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    raise _fail(key, f"is {type(value).__name__}", "set it to a string or None")
+
+
+def parse_url(key: str, url: object) -> Target:
+    """Validate a Redis URL and turn it into connection keyword arguments."""
+    if not isinstance(url, str) or not url.strip():
+        raise _fail(key, "is empty or not a string",
+                    "set it to a URL such as redis://:password@host:6379/0")
+    url = url.strip()
+    shown = mask_url(url)
+    bad = f"is not a valid Redis URL ({shown})"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise _fail(key, bad, f"check the host and port ({_reason(exc)})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise _fail(key, f"has an unknown scheme {scheme!r} ({shown})",
+                    "use one of " + ", ".join(f"{s}://" for s in SCHEMES))
+    password = unquote(parts.password) if parts.password is not None else None
+    username = unquote(parts.username) if parts.username else None
+    options = _query(key, parts.query, shown, tls=scheme == "rediss")
+    connection: dict[str, Any] = {}
+    if scheme in ("redis", "rediss"):
+        if not parts.hostname:
+            raise _fail(key, f"{bad}: no host", "write it as redis://host:6379/0")
+        path = parts.path.strip("/")
+        if path and not path.isdigit():
+            raise _fail(key, f"{bad}: database {path!r}", "end the URL with a database number, like /0")
+        if path and "db" in options:
+            raise _fail(key, f"{bad}: the database is given twice", "keep only the /N path")
+        connection.update(host=parts.hostname, port=port or 6379)
+        connection["db"] = int(path) if path else 0
+    elif scheme == "memory":
+        path = parts.path.strip("/")
+        if path and not path.isdigit():
+            raise _fail(key, f"{bad}: database {path!r}", "write it as memory:// or memory://name/0")
+        connection.update(store=parts.hostname or "", db=int(path) if path else 0)
+    elif scheme == "unix":
+        if not parts.path:
+            raise _fail(key, f"{bad}: no socket path", "write it as unix:///path/to/redis.sock")
+        connection.update(path=parts.path, db=0)
+    if "db" in options:
+        connection["db"] = to_int(f"{key} (db option)", options.pop("db"), 0)
+    if username:
+        connection["username"] = username
+    if password is not None:
+        connection["password"] = password
+    connection.update(options)
+    return Target(scheme=scheme, display=shown, password=password, connection=connection)
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).split(":")[0]
+
+
+def _query(key: str, query: str, shown: str, *, tls: bool) -> dict[str, Any]:
+    allowed = _URL_OPTIONS | (_URL_SSL_OPTIONS if tls else set())
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in allowed:
+            config_key = key.rsplit("_", 1)[0] + "_" + name.upper()
+            raise _fail(key, f"has an unsupported option {name!r} ({shown})",
+                        f"remove it from the URL; set {config_key} in the config instead"
+                        if name.upper() in DEFAULTS else "remove it from the URL")
+        options[name] = value
+    if "ssl_check_hostname" in options:
+        options["ssl_check_hostname"] = to_bool(f"{key} (ssl_check_hostname option)",
+                                                options["ssl_check_hostname"])
+    if options.get("ssl_cert_reqs", "required") not in _SSL_CERT_REQS:
+        raise _fail(key, f"has ssl_cert_reqs={options['ssl_cert_reqs']!r} ({shown})",
+                    "use required, optional or none")
+    return options
+
+
+def read_settings(config: MutableMapping[str, Any], prefix: str) -> Settings:
+    """Fill in defaults for ``prefix``'s keys, validate them and return them."""
+    if not prefix or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
+        raise ConfigurationError(
+            f"config_prefix {prefix!r} is not valid: use letters, digits and _, like 'REDIS'."
+        )
+    for option in OPTIONS:
+        config.setdefault(f"{prefix}_{option.name}", option.default)
+    return _settings(config, prefix)
+
+
+def _settings(config: Mapping[str, Any], prefix: str) -> Settings:
+    def k(name: str) -> str:
+        return f"{prefix}_{name}"
+
+    target = parse_url(k("URL"), config[k("URL")])
+    if target.scheme == "rediss":
+        # Options written in the URL win over the config keys' defaults.
+        tls = _tls_options(config, k)
+        target.connection.update({n: v for n, v in tls.items() if n not in target.connection})
+    key_prefix = to_optional_str(k("KEY_PREFIX"), config[k("KEY_PREFIX")])
+    if not key_prefix or any(c in key_prefix for c in "*?[]\\{}") or key_prefix.endswith(":"):
+        raise _fail(k("KEY_PREFIX"), f"is {key_prefix!r}",
+                    "use a non-empty name without glob characters, braces or a trailing ':'")
+    return Settings(
+        prefix=prefix,
+        target=target,
+        pool_size=to_int(k("POOL_SIZE"), config[k("POOL_SIZE")], 1),
+        pool_timeout=to_seconds(k("POOL_TIMEOUT"), config[k("POOL_TIMEOUT")]),
+        connect_timeout=to_seconds(k("CONNECT_TIMEOUT"), config[k("CONNECT_TIMEOUT")]),
+        socket_timeout=to_seconds(k("SOCKET_TIMEOUT"), config[k("SOCKET_TIMEOUT")]),
+        keepalive=to_bool(k("KEEPALIVE"), config[k("KEEPALIVE")]),
+        health_check_interval=to_seconds(
+            k("HEALTH_CHECK_INTERVAL"), config[k("HEALTH_CHECK_INTERVAL")], allow_zero=True
+        ),
+        decode_responses=to_bool(k("DECODE_RESPONSES"), config[k("DECODE_RESPONSES")]),
+        retry_attempts=to_int(k("RETRY_ATTEMPTS"), config[k("RETRY_ATTEMPTS")], 0),
+        retry_backoff=to_seconds(k("RETRY_BACKOFF"), config[k("RETRY_BACKOFF")], allow_zero=True),
+        client_name=to_optional_str(k("CLIENT_NAME"), config[k("CLIENT_NAME")]),
+        health_timeout=to_seconds(k("HEALTH_TIMEOUT"), config[k("HEALTH_TIMEOUT")]),
+        key_prefix=key_prefix,
+    )
+
+
+def _tls_options(config: Mapping[str, Any], k: Any) -> dict[str, Any]:
+    reqs = config[k("SSL_CERT_REQS")]
+    if reqs not in _SSL_CERT_REQS:
+        raise _fail(k("SSL_CERT_REQS"), f"is {reqs!r}", "use 'required', 'optional' or 'none'")
+    options: dict[str, Any] = {
+        "ssl_cert_reqs": reqs,
+        "ssl_check_hostname": to_bool(k("SSL_CHECK_HOSTNAME"), config[k("SSL_CHECK_HOSTNAME")]),
+    }
+    for name in ("SSL_CA_CERTS", "SSL_CERTFILE", "SSL_KEYFILE"):
+        value = to_optional_str(k(name), config[k(name)])
+        if value is not None:
+            options[name.lower()] = value
+    return options

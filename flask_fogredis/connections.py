@@ -1,0 +1,160 @@
+"""Building the blocking pool for a validated target, and turning redis-py's
+errors into the extension's own."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.connection import (
+    AbstractConnection,
+    BlockingConnectionPool,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
+
+from .config import Settings, Target
+from .errors import ConfigurationError, RedisCommandError, RedisUnavailableError
+
+_BACKOFF_CAP = 1.0
+
+
+class _RetryConnect:
+    """Retries a refused connection attempt, with capped exponential backoff
+    and full jitter (so that workers do not reconnect in step).
+
+    Only opening a connection is retried: nothing has been sent yet, so a retry
+    cannot run a command twice. A command whose reply is lost is never re-sent
+    (redis-py's own retry would re-send an INCR).
+    """
+
+    def __init__(self, *args: Any, fog_retry_attempts: int = 0,
+                 fog_retry_backoff: float = 0.05, **kwargs: Any) -> None:
+        self._fog_attempts = fog_retry_attempts
+        self._fog_backoff = fog_retry_backoff
+        super().__init__(*args, **kwargs)
+
+    def connect(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                super().connect()  # type: ignore[misc]
+                return
+            except redis.AuthenticationError:
+                raise
+            except redis.ConnectionError:
+                if attempt >= self._fog_attempts:
+                    raise
+            pause = min(_BACKOFF_CAP, self._fog_backoff * 2**attempt)
+            time.sleep(random.uniform(0, pause))
+            attempt += 1
+
+
+class FogConnection(_RetryConnect, Connection):
+    """TCP connection that retries a refused connect."""
+
+
+class FogSSLConnection(_RetryConnect, SSLConnection):
+    """TLS connection that retries a refused connect."""
+
+
+class FogUnixConnection(_RetryConnect, UnixDomainSocketConnection):
+    """Unix-socket connection that retries a refused connect."""
+
+
+_memory_stores: dict[str, Any] = {}
+_memory_lock = threading.Lock()
+
+
+def _memory_server(name: str) -> Any:
+    """A fakeredis server: a private one for ``memory://``, a shared one per
+    name for ``memory://name``."""
+    try:
+        import fakeredis
+    except ImportError:
+        raise ConfigurationError(
+            "memory:// needs fakeredis: pip install 'flask-fogredis[memory]'."
+        ) from None
+    if not name:
+        return fakeredis.FakeServer()
+    with _memory_lock:
+        return _memory_stores.setdefault(name, fakeredis.FakeServer())
+
+
+def connection_options(settings: Settings) -> tuple[type[AbstractConnection], dict[str, Any]]:
+    """The connection class and its keyword arguments for ``settings``."""
+    target = settings.target
+    options: dict[str, Any] = dict(target.connection)
+    options.update(
+        socket_connect_timeout=settings.connect_timeout,
+        socket_timeout=settings.socket_timeout,
+        health_check_interval=settings.health_check_interval,
+        decode_responses=settings.decode_responses,
+    )
+    if settings.client_name:
+        options["client_name"] = settings.client_name
+    if target.scheme == "memory":
+        from fakeredis import FakeRedisConnection
+
+        options["server"] = _memory_server(options.pop("store", ""))
+        return FakeRedisConnection, options
+    options.update(fog_retry_attempts=settings.retry_attempts,
+                   fog_retry_backoff=settings.retry_backoff)
+    if target.scheme == "unix":
+        return FogUnixConnection, options
+    options["socket_keepalive"] = settings.keepalive
+    return (FogSSLConnection if target.scheme == "rediss" else FogConnection), options
+
+
+def build_pool(settings: Settings) -> BlockingConnectionPool:
+    """The blocking pool for ``settings``: created empty, it connects lazily."""
+    connection_class, options = connection_options(settings)
+    return BlockingConnectionPool(
+        max_connections=settings.pool_size,
+        timeout=settings.pool_timeout,
+        connection_class=connection_class,
+        **options,
+    )
+
+
+def pool_stats(pool: BlockingConnectionPool) -> dict[str, int]:
+    """Size, open connections, idle and in-use connections of ``pool``."""
+    created = len(getattr(pool, "_connections", ()))
+    idle = sum(1 for conn in list(pool.pool.queue) if conn is not None)
+    return {"size": pool.max_connections, "open": created, "idle": idle,
+            "in_use": max(created - idle, 0)}
+
+
+def describe(target: Target, exc: BaseException) -> str:
+    """A short, password-free sentence about a redis-py error."""
+    text = str(exc) or type(exc).__name__
+    if target.password:
+        text = text.replace(target.password, "***")
+    return text
+
+
+@contextmanager
+def translated(target: Target, url_key: str) -> Iterator[None]:
+    """Re-raise redis-py errors as the extension's, with password-free text."""
+    try:
+        yield
+    except redis.AuthenticationError as exc:
+        raise RedisUnavailableError(
+            f"Redis at {target.display} refused the credentials "
+            f"({describe(target, exc)}): check the password in {url_key}."
+        ) from None
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        what = "did not answer in time" if isinstance(exc, redis.TimeoutError) else "is unavailable"
+        raise RedisUnavailableError(
+            f"Redis at {target.display} {what}: {describe(target, exc)}"
+        ) from None
+    except redis.RedisError as exc:
+        raise RedisCommandError(
+            f"Redis at {target.display} refused the command: {describe(target, exc)}"
+        ) from None

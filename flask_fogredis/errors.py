@@ -1,0 +1,30 @@
+"""The extension's own errors: catch :class:`FogRedisError` to catch them all."""
+
+from __future__ import annotations
+
+
+class FogRedisError(Exception):
+    """Base class of every error raised by Flask-FogRedis."""
+
+
+class ConfigurationError(FogRedisError, ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+class RedisUnavailableError(FogRedisError, ConnectionError):
+    """Redis could not be reached in time: refused, timed out, pool exhausted,
+    authentication failed, or the server is still loading."""
+
+
+class RedisCommandError(FogRedisError):
+    """Redis answered with an error (out of memory, read-only replica, wrong
+    type of key, ...)."""
+
+
+class TokenError(FogRedisError, ValueError):
+    """A JWT cannot be revoked or checked as given (no ``jti``, undecodable)."""
+
+
+class NotInitializedError(FogRedisError, RuntimeError):
+    """Used outside an application context, or on an app never passed to
+    ``init_app``."""

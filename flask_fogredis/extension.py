@@ -1,0 +1,176 @@
+"""The ``FogRedis`` extension: one blocking pool per app, the plain
+operations, and the health check."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import weakref
+from datetime import timedelta
+from typing import Any
+
+import redis
+from flask import Flask, current_app, has_app_context
+
+from .config import Settings, read_settings
+from .connections import build_pool, translated
+from .errors import NotInitializedError
+from .probe import HealthProbe
+
+EXTENSION_KEY = "fogredis"
+
+logger = logging.getLogger("flask_fogredis")
+
+
+class AppState:
+    """What one app holds for one config prefix: settings, pool, client."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool = build_pool(settings)
+        self.client = redis.Redis(connection_pool=self.pool)
+        self.probe = HealthProbe(settings, self.pool, settings.health_timeout)
+        _open_states.add(self)
+
+    def close(self) -> None:
+        """Close every connection; the pool reopens them on the next use."""
+        self.probe.close()
+        self.pool.disconnect()
+
+
+_open_states: weakref.WeakSet[AppState] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for state in list(_open_states):
+        try:
+            state.close()
+        except Exception:  # exiting: a failure to close must not mask the real exit
+            logger.debug("closing a pool at exit failed", exc_info=True)
+
+
+def _seconds(name: str, value: int | float | timedelta) -> int:
+    """Whole seconds > 0 from an int or a timedelta (Redis counts in seconds)."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        raise ValueError(f"{name} must be a number of seconds >= 1 or a timedelta, not {value!r}")
+    return int(value)
+
+
+class FogRedis:
+    """Redis for a Flask app: ``FogRedis(app)`` or ``fog.init_app(app)``.
+
+    One object serves any number of apps; each app gets its own pool from its
+    own config, kept in ``app.extensions["fogredis"]``.
+    """
+
+    def __init__(self, app: Flask | None = None, *, config_prefix: str = "REDIS") -> None:
+        self.config_prefix = config_prefix
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Read and validate the config and bind a pool to ``app``.
+
+        Raises :class:`ConfigurationError` for a bad value. Calling it again
+        for the same app and prefix does nothing.
+        """
+        states: dict[str, AppState] = app.extensions.setdefault(EXTENSION_KEY, {})
+        if self.config_prefix in states:
+            return
+        settings = read_settings(app.config, self.config_prefix)
+        states[self.config_prefix] = AppState(settings)
+        self._warn_if_unsafe(app, settings)
+
+    @staticmethod
+    def _warn_if_unsafe(app: Flask, settings: Settings) -> None:
+        if app.debug or app.testing:
+            return
+        target = settings.target
+        if target.scheme == "memory":
+            logger.warning(
+                "%s is memory://: the embedded store lives in this process only "
+                "and is lost on restart; set a redis:// URL for production.",
+                settings.key("URL"),
+            )
+        elif target.is_tcp and not target.password:
+            logger.warning(
+                "%s (%s) has no password: production Redis needs one "
+                "(requirepass, then redis://:password@host:6379/0).",
+                settings.key("URL"), target.display,
+            )
+
+    def state(self) -> AppState:
+        """The current app's state; raises :class:`NotInitializedError` (a
+        RuntimeError) outside an app context or before ``init_app``."""
+        if not has_app_context():
+            raise NotInitializedError(
+                "FogRedis needs an application context: call it inside a request, "
+                "or wrap the code in `with app.app_context():`."
+            )
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        state = app.extensions.get(EXTENSION_KEY, {}).get(self.config_prefix)
+        if state is None:
+            raise NotInitializedError(
+                f"FogRedis (config prefix {self.config_prefix!r}) is not set up on app "
+                f"{app.name!r}: call fog.init_app(app) in your app factory."
+            )
+        return state  # type: ignore[no-any-return]
+
+    @property
+    def client(self) -> redis.Redis:
+        """The current app's ``redis.Redis``, bound to its pool."""
+        return self.state().client
+
+    @property
+    def pool(self) -> redis.BlockingConnectionPool:
+        """The current app's blocking connection pool."""
+        return self.state().pool
+
+    def _call(self, command: str, *args: Any, **options: Any) -> Any:
+        state = self.state()
+        with translated(state.settings.target, state.settings.key("URL")):
+            return state.client.execute_command(command, *args, **options)
+
+    def get(self, key: str) -> str | bytes | None:
+        """The value at ``key``, or None."""
+        return self._call("GET", key)  # type: ignore[no-any-return]
+
+    def set(self, key: str, value: str | bytes | int | float,
+            expire: int | timedelta | None = None) -> bool:
+        """Store ``value`` at ``key``, for ``expire`` seconds if given."""
+        if expire is None:
+            return bool(self._call("SET", key, value))
+        return bool(self._call("SET", key, value, "EX", _seconds("expire", expire)))
+
+    def delete(self, *keys: str) -> int:
+        """Delete ``keys``; returns how many existed."""
+        return int(self._call("DEL", *keys)) if keys else 0
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists."""
+        return bool(self._call("EXISTS", key))
+
+    def expire(self, key: str, seconds: int | timedelta) -> bool:
+        """Set a time to live on ``key``; False if it does not exist."""
+        return bool(self._call("EXPIRE", key, _seconds("seconds", seconds)))
+
+    def ttl(self, key: str) -> int:
+        """Seconds ``key`` has left: -2 if missing, -1 if it never expires."""
+        return int(self._call("TTL", key))
+
+    def health_check(self) -> dict[str, Any]:
+        """PING on a connection of its own, within ``REDIS_HEALTH_TIMEOUT``.
+
+        Returns ``healthy``, ``connected``, ``latency_ms``, ``pool_size``,
+        ``pool_in_use`` and ``error`` (a short category, or None). Never raises
+        for an outage.
+        """
+        return self.state().probe.check()
+
+    def disconnect(self) -> None:
+        """Close the current app's connections; harmless to repeat. The pool
+        reconnects on the next command."""
+        self.state().close()

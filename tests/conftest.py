@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from flask_fogredis import FogRedis
+
+from .servers import RedisServer
+
+ServerFactory = Callable[..., RedisServer]
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[ServerFactory]:
+    """Starts real redis-servers on free loopback ports; stops them after."""
+    servers: list[RedisServer] = []
+
+    def start(*args: str, password: str | None = None) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis{len(servers)}", *args, password=password)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_factory: ServerFactory) -> RedisServer:
+    return redis_factory()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts TCP connections and never answers a byte."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+def make_app(**config: object) -> Flask:
+    """A fresh app with testing on and ``config`` applied."""
+    app = Flask(f"test-{id(config)}")
+    app.config.update(TESTING=True, **config)
+    return app
+
+
+@pytest.fixture
+def memory_app() -> Iterator[tuple[Flask, FogRedis]]:
+    """An app on the embedded store, with an app context pushed."""
+    app = make_app(REDIS_URL="memory://")
+    fog = FogRedis(app)
+    with app.app_context():
+        yield app, fog
