@@ -7,6 +7,7 @@ the password masked.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -27,35 +28,50 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("URL", "redis://localhost:6379/0",
-           "Where Redis is: `redis://`, `rediss://` (TLS), `unix://` or "
-           "`memory://` (embedded in-process store, for development and tests)."),
+    Option(
+        "URL",
+        "redis://localhost:6379/0",
+        "Where Redis is: `redis://`, `rediss://` (TLS), `unix://` or "
+        "`memory://` (embedded in-process store, for development and tests).",
+    ),
     Option("POOL_SIZE", 10, "Connections in the blocking pool, per process."),
-    Option("POOL_TIMEOUT", 5.0,
-           "Seconds a caller waits for a free connection before an error."),
+    Option("POOL_TIMEOUT", 5.0, "Seconds a caller waits for a free connection before an error."),
     Option("CONNECT_TIMEOUT", 5.0, "Seconds to open a connection."),
     Option("SOCKET_TIMEOUT", 5.0, "Seconds to wait for a reply to a command."),
     Option("KEEPALIVE", True, "TCP keepalive on every connection."),
-    Option("HEALTH_CHECK_INTERVAL", 30,
-           "A connection idle this many seconds is PINGed before reuse (0: never)."),
+    Option(
+        "HEALTH_CHECK_INTERVAL",
+        30,
+        "A connection idle this many seconds is PINGed before reuse (0: never).",
+    ),
     Option("DECODE_RESPONSES", True, "Return `str` instead of `bytes`."),
-    Option("RETRY_ATTEMPTS", 2,
-           "Extra attempts to open a connection that was refused; commands "
-           "already sent are never re-sent."),
-    Option("RETRY_BACKOFF", 0.05,
-           "First wait between connection attempts, doubled each time, with "
-           "jitter, capped at 1 s."),
+    Option(
+        "RETRY_ATTEMPTS",
+        2,
+        "Extra attempts to open a connection that was refused; commands "
+        "already sent are never re-sent.",
+    ),
+    Option(
+        "RETRY_BACKOFF",
+        0.05,
+        "First wait between connection attempts, doubled each time, with jitter, capped at 1 s.",
+    ),
     Option("CLIENT_NAME", None, "Name shown by `CLIENT LIST`."),
     Option("SSL_CA_CERTS", None, "CA bundle for `rediss://`."),
     Option("SSL_CERTFILE", None, "Client certificate for `rediss://`."),
     Option("SSL_KEYFILE", None, "Client key for `rediss://`."),
-    Option("SSL_CERT_REQS", "required",
-           "Server certificate check for `rediss://`: required, optional or none."),
+    Option(
+        "SSL_CERT_REQS",
+        "required",
+        "Server certificate check for `rediss://`: required, optional or none.",
+    ),
     Option("SSL_CHECK_HOSTNAME", True, "Check the server's hostname for `rediss://`."),
-    Option("HEALTH_TIMEOUT", 1.0,
-           "Bound in seconds on a health check, down or unresponsive Redis included."),
-    Option("KEY_PREFIX", "fog",
-           "Prefix of every key the extension writes (revocations, cache)."),
+    Option(
+        "HEALTH_TIMEOUT",
+        1.0,
+        "Bound in seconds on a health check, down or unresponsive Redis included.",
+    ),
+    Option("KEY_PREFIX", "fog", "Prefix of every key the extension writes (revocations, cache)."),
 )
 
 DEFAULTS: dict[str, object] = {option.name: option.default for option in OPTIONS}
@@ -65,8 +81,13 @@ _SSL_CERT_REQS = ("required", "optional", "none")
 # URL options redis-py would accept but that this extension sets from config:
 # in a URL they would silently override the validated values.
 _URL_OPTIONS = {"db", "client_name"}
-_URL_SSL_OPTIONS = {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs",
-                    "ssl_check_hostname"}
+_URL_SSL_OPTIONS = {
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_cert_reqs",
+    "ssl_check_hostname",
+}
 
 
 def mask_url(url: str) -> str:
@@ -133,12 +154,10 @@ def to_seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or value != value or value < 0 or (value == 0 and not allow_zero):  # type: ignore[operator,comparison-overlap]
+    if not ok or value != value or value < 0 or (value == 0 and not allow_zero):  # type: ignore[operator]
         bound = ">= 0" if allow_zero else "> 0"
         raise _fail(key, f"is {value!r}", f"set it to a number of seconds {bound}")
     return float(value)  # type: ignore[arg-type]
@@ -147,8 +166,16 @@ def to_seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
 def to_bool(key: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
-    words = {"1": True, "true": True, "yes": True, "on": True,
-             "0": False, "false": False, "no": False, "off": False}
+    words = {
+        "1": True,
+        "true": True,
+        "yes": True,
+        "on": True,
+        "0": False,
+        "false": False,
+        "no": False,
+        "off": False,
+    }
     if isinstance(value, (str, int)) and str(value).strip().lower() in words:
         return words[str(value).strip().lower()]
     raise _fail(key, f"is {value!r}", "set it to True or False")
@@ -163,8 +190,9 @@ def to_optional_str(key: str, value: object) -> str | None:
 def parse_url(key: str, url: object) -> Target:
     """Validate a Redis URL and turn it into connection keyword arguments."""
     if not isinstance(url, str) or not url.strip():
-        raise _fail(key, "is empty or not a string",
-                    "set it to a URL such as redis://:password@host:6379/0")
+        raise _fail(
+            key, "is empty or not a string", "set it to a URL such as redis://:password@host:6379/0"
+        )
     url = url.strip()
     shown = mask_url(url)
     bad = f"is not a valid Redis URL ({shown})"
@@ -175,8 +203,11 @@ def parse_url(key: str, url: object) -> Target:
         raise _fail(key, bad, f"check the host and port ({_reason(exc)})") from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
-        raise _fail(key, f"has an unknown scheme {scheme!r} ({shown})",
-                    "use one of " + ", ".join(f"{s}://" for s in SCHEMES))
+        raise _fail(
+            key,
+            f"has an unknown scheme {scheme!r} ({shown})",
+            "use one of " + ", ".join(f"{s}://" for s in SCHEMES),
+        )
     password = unquote(parts.password) if parts.password is not None else None
     username = unquote(parts.username) if parts.username else None
     options = _query(key, parts.query, shown, tls=scheme == "rediss")
@@ -186,7 +217,9 @@ def parse_url(key: str, url: object) -> Target:
             raise _fail(key, f"{bad}: no host", "write it as redis://host:6379/0")
         path = parts.path.strip("/")
         if path and not path.isdigit():
-            raise _fail(key, f"{bad}: database {path!r}", "end the URL with a database number, like /0")
+            raise _fail(
+                key, f"{bad}: database {path!r}", "end the URL with a database number, like /0"
+            )
         if path and "db" in options:
             raise _fail(key, f"{bad}: the database is given twice", "keep only the /N path")
         connection.update(host=parts.hostname, port=port or 6379)
@@ -194,7 +227,9 @@ def parse_url(key: str, url: object) -> Target:
     elif scheme == "memory":
         path = parts.path.strip("/")
         if path and not path.isdigit():
-            raise _fail(key, f"{bad}: database {path!r}", "write it as memory:// or memory://name/0")
+            raise _fail(
+                key, f"{bad}: database {path!r}", "write it as memory:// or memory://name/0"
+            )
         connection.update(store=parts.hostname or "", db=int(path) if path else 0)
     elif scheme == "unix":
         if not parts.path:
@@ -220,16 +255,24 @@ def _query(key: str, query: str, shown: str, *, tls: bool) -> dict[str, Any]:
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name not in allowed:
             config_key = key.rsplit("_", 1)[0] + "_" + name.upper()
-            raise _fail(key, f"has an unsupported option {name!r} ({shown})",
-                        f"remove it from the URL; set {config_key} in the config instead"
-                        if name.upper() in DEFAULTS else "remove it from the URL")
+            raise _fail(
+                key,
+                f"has an unsupported option {name!r} ({shown})",
+                f"remove it from the URL; set {config_key} in the config instead"
+                if name.upper() in DEFAULTS
+                else "remove it from the URL",
+            )
         options[name] = value
     if "ssl_check_hostname" in options:
-        options["ssl_check_hostname"] = to_bool(f"{key} (ssl_check_hostname option)",
-                                                options["ssl_check_hostname"])
+        options["ssl_check_hostname"] = to_bool(
+            f"{key} (ssl_check_hostname option)", options["ssl_check_hostname"]
+        )
     if options.get("ssl_cert_reqs", "required") not in _SSL_CERT_REQS:
-        raise _fail(key, f"has ssl_cert_reqs={options['ssl_cert_reqs']!r} ({shown})",
-                    "use required, optional or none")
+        raise _fail(
+            key,
+            f"has ssl_cert_reqs={options['ssl_cert_reqs']!r} ({shown})",
+            "use required, optional or none",
+        )
     return options
 
 
@@ -255,8 +298,11 @@ def _settings(config: Mapping[str, Any], prefix: str) -> Settings:
         target.connection.update({n: v for n, v in tls.items() if n not in target.connection})
     key_prefix = to_optional_str(k("KEY_PREFIX"), config[k("KEY_PREFIX")])
     if not key_prefix or any(c in key_prefix for c in "*?[]\\{}") or key_prefix.endswith(":"):
-        raise _fail(k("KEY_PREFIX"), f"is {key_prefix!r}",
-                    "use a non-empty name without glob characters, braces or a trailing ':'")
+        raise _fail(
+            k("KEY_PREFIX"),
+            f"is {key_prefix!r}",
+            "use a non-empty name without glob characters, braces or a trailing ':'",
+        )
     return Settings(
         prefix=prefix,
         target=target,

@@ -34,8 +34,13 @@ class _RetryConnect:
     (redis-py's own retry would re-send an INCR).
     """
 
-    def __init__(self, *args: Any, fog_retry_attempts: int = 0,
-                 fog_retry_backoff: float = 0.05, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        fog_retry_attempts: int = 0,
+        fog_retry_backoff: float = 0.05,
+        **kwargs: Any,
+    ) -> None:
         self._fog_attempts = fog_retry_attempts
         self._fog_backoff = fog_retry_backoff
         super().__init__(*args, **kwargs)
@@ -104,8 +109,9 @@ def connection_options(settings: Settings) -> tuple[type[AbstractConnection], di
 
         options["server"] = _memory_server(options.pop("store", ""))
         return FakeRedisConnection, options
-    options.update(fog_retry_attempts=settings.retry_attempts,
-                   fog_retry_backoff=settings.retry_backoff)
+    options.update(
+        fog_retry_attempts=settings.retry_attempts, fog_retry_backoff=settings.retry_backoff
+    )
     if target.scheme == "unix":
         return FogUnixConnection, options
     options["socket_keepalive"] = settings.keepalive
@@ -127,29 +133,46 @@ def pool_stats(pool: BlockingConnectionPool) -> dict[str, int]:
     """Size, open connections, idle and in-use connections of ``pool``."""
     created = len(getattr(pool, "_connections", ()))
     idle = sum(1 for conn in list(pool.pool.queue) if conn is not None)
-    return {"size": pool.max_connections, "open": created, "idle": idle,
-            "in_use": max(created - idle, 0)}
+    return {
+        "size": pool.max_connections,
+        "open": created,
+        "idle": idle,
+        "in_use": max(created - idle, 0),
+    }
 
 
 def describe(target: Target, exc: BaseException) -> str:
     """A short, password-free sentence about a redis-py error."""
-    text = str(exc) or type(exc).__name__
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if target.password:
         text = text.replace(target.password, "***")
     return text
 
 
+# BlockingConnectionPool's only signal that no connection was free in time.
+_POOL_EXHAUSTED = "No connection available."
+
+
 @contextmanager
-def translated(target: Target, url_key: str) -> Iterator[None]:
-    """Re-raise redis-py errors as the extension's, with password-free text."""
+def translated(settings: Settings) -> Iterator[None]:
+    """Re-raise redis-py errors as the extension's, with password-free text
+    that says which key to change."""
+    target = settings.target
     try:
         yield
     except redis.AuthenticationError as exc:
         raise RedisUnavailableError(
             f"Redis at {target.display} refused the credentials "
-            f"({describe(target, exc)}): check the password in {url_key}."
+            f"({describe(target, exc)}): check the password in {settings.key('URL')}."
         ) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if str(exc) == _POOL_EXHAUSTED:
+            raise RedisUnavailableError(
+                f"No free connection to Redis at {target.display} within "
+                f"{settings.pool_timeout:g} s (all {settings.pool_size} in use): raise "
+                f"{settings.key('POOL_SIZE')} or {settings.key('POOL_TIMEOUT')}, or hold "
+                "connections for less time."
+            ) from None
         what = "did not answer in time" if isinstance(exc, redis.TimeoutError) else "is unavailable"
         raise RedisUnavailableError(
             f"Redis at {target.display} {what}: {describe(target, exc)}"

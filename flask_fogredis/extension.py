@@ -99,7 +99,8 @@ class FogRedis:
             logger.warning(
                 "%s (%s) has no password: production Redis needs one "
                 "(requirepass, then redis://:password@host:6379/0).",
-                settings.key("URL"), target.display,
+                settings.key("URL"),
+                target.display,
             )
 
     def state(self) -> AppState:
@@ -131,15 +132,16 @@ class FogRedis:
 
     def _call(self, command: str, *args: Any, **options: Any) -> Any:
         state = self.state()
-        with translated(state.settings.target, state.settings.key("URL")):
+        with translated(state.settings):
             return state.client.execute_command(command, *args, **options)
 
     def get(self, key: str) -> str | bytes | None:
         """The value at ``key``, or None."""
         return self._call("GET", key)  # type: ignore[no-any-return]
 
-    def set(self, key: str, value: str | bytes | int | float,
-            expire: int | timedelta | None = None) -> bool:
+    def set(
+        self, key: str, value: str | bytes | int | float, expire: int | timedelta | None = None
+    ) -> bool:
         """Store ``value`` at ``key``, for ``expire`` seconds if given."""
         if expire is None:
             return bool(self._call("SET", key, value))

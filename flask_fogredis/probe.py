@@ -23,8 +23,9 @@ from .connections import connection_options, pool_stats
 class HealthProbe:
     """PINGs Redis within ``timeout`` seconds and remembers the last answer."""
 
-    def __init__(self, settings: Settings, pool: redis.BlockingConnectionPool,
-                 timeout: float) -> None:
+    def __init__(
+        self, settings: Settings, pool: redis.BlockingConnectionPool, timeout: float
+    ) -> None:
         self._settings = settings
         self._pool = pool
         self.timeout = timeout
@@ -42,8 +43,9 @@ class HealthProbe:
             return fresh
         # Half the bound to wait for a check in flight, half for our own PING.
         if not self._lock.acquire(timeout=self.timeout / 2):
-            return self._report(healthy=False, connected=False,
-                                latency=self.timeout / 2, error="timeout")
+            return self._report(
+                healthy=False, connected=False, latency=self.timeout / 2, error="timeout"
+            )
         try:
             fresh = self._fresh(max_age)
             if fresh is not None:
@@ -74,8 +76,9 @@ class HealthProbe:
         if self._connection is None:
             connection_class, options = connection_options(self._settings)
             step = self.timeout / 2
-            options.update(socket_connect_timeout=step, socket_timeout=step,
-                           health_check_interval=0)
+            options.update(
+                socket_connect_timeout=step, socket_timeout=step, health_check_interval=0
+            )
             options.pop("fog_retry_attempts", None)
             options.pop("fog_retry_backoff", None)
             self._connection = connection_class(**options)
@@ -107,11 +110,16 @@ class HealthProbe:
             error = "error"
         if error is not None:
             connection.disconnect()
-        return self._report(healthy=error is None, connected=connected,
-                            latency=time.perf_counter() - start, error=error)
+        return self._report(
+            healthy=error is None,
+            connected=connected,
+            latency=time.perf_counter() - start,
+            error=error,
+        )
 
-    def _report(self, *, healthy: bool, connected: bool, latency: float,
-                error: str | None) -> dict[str, Any]:
+    def _report(
+        self, *, healthy: bool, connected: bool, latency: float, error: str | None
+    ) -> dict[str, Any]:
         stats = pool_stats(self._pool)
         return {
             "healthy": healthy,

@@ -35,8 +35,9 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server in its own directory; start, stop, kill, restart."""
 
-    def __init__(self, directory: Path, *args: str, password: str | None = None,
-                 port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, *args: str, password: str | None = None, port: int | None = None
+    ) -> None:
         self.binary = require("redis-server")
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -51,16 +52,29 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def command(self) -> list[str]:
-        cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-               "--dir", str(self.directory), "--save", "", "--appendonly", "no",
-               "--logfile", str(self.directory / "redis.log")]
+        cmd = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            str(self.directory / "redis.log"),
+        ]
         if self.password:
             cmd += ["--requirepass", self.password]
         return cmd + self.args
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self.wait_ready(timeout)
         return self
 
@@ -82,8 +96,13 @@ class RedisServer:
 
     def admin(self) -> redis.Redis:
         """A plain client for the test itself, outside the extension."""
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
-                           socket_timeout=5, decode_responses=True)
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_timeout=5,
+            decode_responses=True,
+        )
 
     def kill(self) -> None:
         """SIGKILL: the server vanishes as in a crash."""

@@ -27,8 +27,11 @@ def test_defaults_are_written_into_the_config() -> None:
 
 
 def test_pool_is_built_from_the_config() -> None:
-    app = make_app(REDIS_URL=f"redis://:{SECRET}@127.0.0.1:6399/3", REDIS_POOL_SIZE=7,
-                   REDIS_SOCKET_TIMEOUT=timedelta(seconds=2))
+    app = make_app(
+        REDIS_URL=f"redis://:{SECRET}@127.0.0.1:6399/3",
+        REDIS_POOL_SIZE=7,
+        REDIS_SOCKET_TIMEOUT=timedelta(seconds=2),
+    )
     fog = FogRedis(app)
     with app.app_context():
         pool = fog.pool
@@ -53,10 +56,12 @@ def test_pool_is_built_from_the_config() -> None:
         ("REDIS_URL", f"redis://:{SECRET}@localhost:99999/0", "host and port"),
         ("REDIS_URL", f"redis://:{SECRET}@/0", "no host"),
         ("REDIS_URL", f"redis://:{SECRET}@localhost:6379/zero", "database"),
-        ("REDIS_URL", f"redis://:{SECRET}@localhost:6379/0?decode_responses=false",
-         "REDIS_DECODE_RESPONSES"),
-        ("REDIS_URL", f"rediss://:{SECRET}@localhost:6379/0?ssl_cert_reqs=maybe",
-         "ssl_cert_reqs"),
+        (
+            "REDIS_URL",
+            f"redis://:{SECRET}@localhost:6379/0?decode_responses=false",
+            "REDIS_DECODE_RESPONSES",
+        ),
+        ("REDIS_URL", f"rediss://:{SECRET}@localhost:6379/0?ssl_cert_reqs=maybe", "ssl_cert_reqs"),
         ("REDIS_URL", "", "empty"),
         ("REDIS_URL", 6379, "not a string"),
         ("REDIS_URL", "unix://", "socket path"),
@@ -93,8 +98,12 @@ def test_bad_values_fail_at_init_app_naming_the_key(key: str, value: object, nam
 
 
 def test_numbers_from_environment_strings_are_accepted() -> None:
-    app = make_app(REDIS_URL="memory://", REDIS_POOL_SIZE="4", REDIS_POOL_TIMEOUT="0.5",
-                   REDIS_KEEPALIVE="false")
+    app = make_app(
+        REDIS_URL="memory://",
+        REDIS_POOL_SIZE="4",
+        REDIS_POOL_TIMEOUT="0.5",
+        REDIS_KEEPALIVE="false",
+    )
     fog = FogRedis(app)
     with app.app_context():
         assert fog.pool.max_connections == 4
@@ -102,8 +111,10 @@ def test_numbers_from_environment_strings_are_accepted() -> None:
 
 
 def test_url_options_are_applied() -> None:
-    app = make_app(REDIS_URL="rediss://user:pw@example.com:6380/?db=2&ssl_cert_reqs=none"
-                             "&ssl_check_hostname=false")
+    app = make_app(
+        REDIS_URL="rediss://user:pw@example.com:6380/?db=2&ssl_cert_reqs=none"
+        "&ssl_check_hostname=false"
+    )
     fog = FogRedis(app)
     with app.app_context():
         kwargs = fog.pool.connection_kwargs

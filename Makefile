@@ -1,0 +1,42 @@
+# `make run`: the example app under gunicorn (embedded store unless REDIS_URL is set).
+# `make test`: installs everything, then lint, types and the whole test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint types pytest test-redis5 install bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[dev]"
+
+run: install
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+test: install
+	./scripts/ensure-redis-server
+	$(MAKE) --no-print-directory lint types pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/python -m pytest --cov --cov-report=term
+
+# The oldest redis-py supported, in an environment of its own.
+test-redis5: $(BIN)/python
+	$(PYTHON) -m venv .venv-redis5
+	.venv-redis5/bin/python -m pip install -q --upgrade pip
+	.venv-redis5/bin/python -m pip install -q -e ".[dev]" "redis==5.0.1"
+	./scripts/ensure-redis-server
+	.venv-redis5/bin/python -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .venv-redis5 .mypy_cache .pytest_cache .ruff_cache .coverage*
