@@ -71,6 +71,31 @@ OPTIONS: tuple[Option, ...] = (
         1.0,
         "Bound in seconds on a health check, down or unresponsive Redis included.",
     ),
+    Option(
+        "JWT_BLOCKLIST",
+        True,
+        "Register the revocation check on the app's flask-jwt-extended `JWTManager`.",
+    ),
+    Option(
+        "JWT_FAIL_OPEN",
+        False,
+        "When Redis cannot answer the check: False refuses the token (503 with "
+        "`Retry-After`); True accepts it and logs a warning (at most one per 30 s).",
+    ),
+    Option("JWT_RETRY_AFTER", 5, "`Retry-After` seconds on that 503."),
+    Option(
+        "JWT_MAX_TOKEN_LIFETIME",
+        None,
+        "How long a log out everywhere lasts, in seconds. Default: the longer of "
+        "`JWT_ACCESS_TOKEN_EXPIRES` and `JWT_REFRESH_TOKEN_EXPIRES`, plus "
+        "`JWT_DECODE_LEEWAY` (forever if either is False).",
+    ),
+    Option(
+        "JWT_STRICT_EVICTION",
+        False,
+        "Refuse revocation work (an error at first use) when the Redis's "
+        "maxmemory-policy may evict; otherwise a warning.",
+    ),
     Option("KEY_PREFIX", "fog", "Prefix of every key the extension writes (revocations, cache)."),
 )
 

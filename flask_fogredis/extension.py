@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import logging
 import weakref
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +17,14 @@ from .config import Settings, read_settings
 from .connections import build_pool, translated
 from .errors import NotInitializedError
 from .probe import HealthProbe
+from .revocation import (
+    Revocations,
+    RevocationUnavailableError,
+    decode,
+    leeway_of,
+    token_lifetime,
+    unavailable_response,
+)
 
 EXTENSION_KEY = "fogredis"
 
@@ -23,13 +32,15 @@ logger = logging.getLogger("flask_fogredis")
 
 
 class AppState:
-    """What one app holds for one config prefix: settings, pool, client."""
+    """What one app holds for one config prefix: settings, pool, client, and
+    the parts built on them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, config: Mapping[str, Any]) -> None:
         self.settings = settings
         self.pool = build_pool(settings)
         self.client = redis.Redis(connection_pool=self.pool)
         self.probe = HealthProbe(settings, self.pool, settings.health_timeout)
+        self.revocations = Revocations(self, config)
         _open_states.add(self)
 
     def close(self) -> None:
@@ -81,8 +92,25 @@ class FogRedis:
         if self.config_prefix in states:
             return
         settings = read_settings(app.config, self.config_prefix)
-        states[self.config_prefix] = AppState(settings)
+        state = AppState(settings, app.config)
+        states[self.config_prefix] = state
         self._warn_if_unsafe(app, settings)
+        self._hook_revocation(app, state)
+
+    @staticmethod
+    def _hook_revocation(app: Flask, state: AppState) -> None:
+        revocations = state.revocations
+        if not revocations.auto_register:
+            return
+        revocations.install(app)
+
+        def install_loader() -> None:
+            # JWTManager may be set up after us, or a later loader may replace
+            # ours: both are caught here, before any view checks a token.
+            revocations.install(app)
+
+        app.before_request_funcs.setdefault(None, []).insert(0, install_loader)
+        app.register_error_handler(RevocationUnavailableError, unavailable_response)
 
     @staticmethod
     def _warn_if_unsafe(app: Flask, settings: Settings) -> None:
@@ -176,3 +204,36 @@ class FogRedis:
         """Close the current app's connections; harmless to repeat. The pool
         reconnects on the next command."""
         self.state().close()
+
+    # -- JWT revocation ---------------------------------------------------
+
+    def revoke_token(self, token: Mapping[str, Any] | str) -> bool:
+        """Revoke a token (its decoded payload, as ``get_jwt()`` returns, or
+        the encoded JWT) for exactly as long as it could still be accepted.
+
+        Returns False, writing nothing, if it has already expired. Raises
+        :class:`TokenError` for a token without ``jti`` and
+        :class:`RedisUnavailableError` if the revocation could not be stored.
+        """
+        state = self.state()
+        return state.revocations.revoke(decode(token), leeway_of(current_app.config))
+
+    def revoke_all_tokens(self, identity: object) -> None:
+        """Log out everywhere: refuse every token of ``identity`` issued up to
+        now (in the same second included); later tokens are accepted."""
+        state = self.state()
+        lifetime = state.revocations.max_lifetime
+        if lifetime is None:
+            config = current_app.config
+            lifetime = token_lifetime(config, leeway_of(config))
+        state.revocations.revoke_all(identity, lifetime)
+
+    def blacklist_token(self, jti: str, expire_seconds: int | float | timedelta | None) -> None:
+        """Revoke ``jti`` for ``expire_seconds`` (None: forever)."""
+        self.state().revocations.blacklist(jti, expire_seconds)
+
+    def is_token_blacklisted(self, jti: str) -> bool:
+        """Whether ``jti`` was revoked (by ``blacklist_token`` or
+        ``revoke_token``). Raises :class:`RedisUnavailableError` when Redis
+        cannot answer."""
+        return self.state().revocations.is_blacklisted(jti)

@@ -1,0 +1,300 @@
+"""JWT revocation for flask-jwt-extended.
+
+Two kinds of entry, both read by one MGET per request:
+
+- ``<prefix>:jwt:jti:<jti>``: one token is revoked. It lives exactly as long
+  as the token could still be accepted: ``exp`` minus now plus
+  ``JWT_DECODE_LEEWAY``; forever for a token without ``exp``.
+- ``<prefix>:jwt:sub:<identity>``: every token of that identity issued up to a
+  time is revoked ("log out everywhere"). Tokens carry ``iat`` in whole
+  seconds, so a token issued in the same second as the revocation is refused
+  too: the safe side of the boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import redis
+from flask import Flask, Response, current_app, jsonify
+
+from .config import Settings, to_bool, to_seconds
+from .connections import translated
+from .errors import ConfigurationError, RedisUnavailableError, TokenError
+from .logs import RateLimitedLog
+
+if TYPE_CHECKING:
+    from .extension import AppState
+
+logger = logging.getLogger("flask_fogredis")
+
+JWT_EXTENSION_KEY = "flask-jwt-extended"
+# Policies that let Redis drop keys with (volatile-*) or without a TTL.
+_SAFE_POLICIES = ("noeviction",)
+
+BlocklistLoader = Callable[[dict[str, Any], dict[str, Any]], bool]
+
+
+class RevocationUnavailableError(RedisUnavailableError):
+    """The blocklist could not be read, so the token was refused (fail closed).
+    Answered as 503 with ``Retry-After``."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EvictionPolicyError(ConfigurationError):
+    """The Redis holding revocations may evict them (strict mode only)."""
+
+
+class Revocations:
+    """The blocklist of one app."""
+
+    def __init__(self, state: AppState, config: Mapping[str, Any]) -> None:
+        settings = state.settings
+        k = settings.key
+        self._state = state
+        self._settings: Settings = settings
+        self.auto_register = to_bool(k("JWT_BLOCKLIST"), config[k("JWT_BLOCKLIST")])
+        self.fail_open = to_bool(k("JWT_FAIL_OPEN"), config[k("JWT_FAIL_OPEN")])
+        self.strict_eviction = to_bool(k("JWT_STRICT_EVICTION"), config[k("JWT_STRICT_EVICTION")])
+        self.retry_after = math.ceil(to_seconds(k("JWT_RETRY_AFTER"), config[k("JWT_RETRY_AFTER")]))
+        lifetime = config[k("JWT_MAX_TOKEN_LIFETIME")]
+        self.max_lifetime = (
+            None if lifetime is None else to_seconds(k("JWT_MAX_TOKEN_LIFETIME"), lifetime)
+        )
+        self._jti_prefix = f"{settings.key_prefix}:jwt:jti:"
+        self._sub_prefix = f"{settings.key_prefix}:jwt:sub:"
+        self._policy_checked = False
+        self._policy_lock = threading.Lock()
+        self._outage_log = RateLimitedLog(logger, interval=30.0)
+        self.user_loader: BlocklistLoader | None = None
+        self._installed = False
+        self.checks = 0
+        self.revoked = 0
+        self.errors = 0
+
+    # -- writing --------------------------------------------------------
+
+    def revoke(self, payload: Mapping[str, Any], leeway: float) -> bool:
+        """Revoke one decoded token; False (nothing written) if it has
+        already expired beyond the leeway."""
+        jti = _jti(payload)
+        exp = payload.get("exp")
+        ttl_ms: int | None = None
+        if exp is not None:
+            ttl_ms = math.ceil((float(exp) + leeway - time.time()) * 1000)
+            if ttl_ms <= 0:
+                return False
+        self._write(self._jti_prefix + jti, ttl_ms)
+        return True
+
+    def blacklist(self, jti: str, expire_seconds: int | float | timedelta | None) -> None:
+        """Revoke ``jti`` for ``expire_seconds`` (None: forever)."""
+        if not isinstance(jti, str) or not jti:
+            raise TokenError("jti must be a non-empty string.")
+        ttl_ms = None
+        if expire_seconds is not None:
+            seconds = to_seconds("expire_seconds", expire_seconds)
+            ttl_ms = math.ceil(seconds * 1000)
+        self._write(self._jti_prefix + jti, ttl_ms)
+
+    def revoke_all(self, identity: object, lifetime: float | None) -> None:
+        """Refuse every token of ``identity`` issued up to now. The marker
+        lives as long as the longest-lived token could (``lifetime``, None:
+        forever)."""
+        ttl_ms = None if lifetime is None else math.ceil(lifetime * 1000)
+        self._write(self._sub_prefix + _identity(identity), ttl_ms, value=f"{time.time():.6f}")
+
+    def _write(self, key: str, ttl_ms: int | None, value: str | None = None) -> None:
+        self.check_eviction_policy()
+        args: list[Any] = ["SET", key, value or str(int(time.time()))]
+        if ttl_ms is not None:
+            args += ["PX", ttl_ms]
+        with translated(self._settings):
+            self._state.client.execute_command(*args)
+        self.revoked += 1
+
+    # -- reading --------------------------------------------------------
+
+    def is_blacklisted(self, jti: str) -> bool:
+        """Whether ``jti`` itself is revoked (log-out-everywhere aside)."""
+        self.check_eviction_policy()
+        with translated(self._settings):
+            return bool(self._state.client.execute_command("EXISTS", self._jti_prefix + jti))
+
+    def is_revoked(self, payload: Mapping[str, Any], identity_claim: str) -> bool:
+        """Whether the token is revoked, by its ``jti`` or by a log out
+        everywhere of its identity: one round trip."""
+        jti = _jti(payload)
+        self.checks += 1
+        keys = [self._jti_prefix + jti]
+        identity = payload.get(identity_claim)
+        if identity is not None:
+            keys.append(self._sub_prefix + _identity(identity))
+        self.check_eviction_policy()
+        with translated(self._settings):
+            values = self._state.client.execute_command("MGET", *keys)
+        if values[0] is not None:
+            return True
+        if len(values) > 1 and values[1] is not None:
+            issued = payload.get("iat")
+            # No iat: it cannot be shown to postdate the revocation.
+            return issued is None or float(issued) <= math.floor(float(values[1]))
+        return False
+
+    def check_eviction_policy(self) -> None:
+        """Once per process: warn (or, strict, raise) if Redis may evict."""
+        if self._policy_checked:
+            return
+        with self._policy_lock:
+            if self._policy_checked:
+                return
+            with translated(self._settings):
+                policy = self._read_policy()
+            self._policy_checked = True
+        if policy is None or policy in _SAFE_POLICIES:
+            return
+        message = (
+            f"Redis at {self._settings.target.display} has maxmemory-policy {policy}: "
+            "when memory fills it may evict revoked tokens, which would then be accepted "
+            "again. Use maxmemory-policy noeviction for the Redis that holds revocations "
+            "(and give the cache its own, evicting Redis)."
+        )
+        if self.strict_eviction:
+            self._policy_checked = False
+            raise EvictionPolicyError(message)
+        logger.warning(message)
+
+    def _read_policy(self) -> str | None:
+        if self._settings.target.scheme == "memory":
+            return None
+        try:
+            reply = self._state.client.execute_command("CONFIG", "GET", "maxmemory-policy")
+        except redis.ResponseError:
+            logger.info(
+                "Cannot read maxmemory-policy (CONFIG is disabled); make sure it is "
+                "noeviction on the Redis that holds revocations."
+            )
+            return None
+        if isinstance(reply, dict):  # RESP3
+            value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
+        else:
+            value = reply[1] if len(reply) > 1 else None
+        return value.decode() if isinstance(value, bytes) else value
+
+    # -- flask-jwt-extended ---------------------------------------------
+
+    def loader(self, jwt_header: dict[str, Any], jwt_payload: dict[str, Any]) -> bool:
+        """The token-in-blocklist callback: revoked if the blocklist or the
+        user's own loader says so; fail closed (or open, if configured) when
+        Redis cannot answer."""
+        config = current_app.config
+        try:
+            revoked = self.is_revoked(jwt_payload, config.get("JWT_IDENTITY_CLAIM", "sub"))
+        except TokenError as exc:
+            from flask_jwt_extended.exceptions import JWTDecodeError
+
+            raise JWTDecodeError(str(exc)) from None
+        except (RedisUnavailableError, ConfigurationError) as exc:
+            self.errors += 1
+            if isinstance(exc, EvictionPolicyError) or not self.fail_open:
+                self._outage_log.warning(
+                    "revocation-closed", "Token refused: the blocklist cannot be read (%s)", exc
+                )
+                raise RevocationUnavailableError(str(exc), self.retry_after) from None
+            self._outage_log.warning(
+                "revocation-open",
+                "Token accepted unchecked (REDIS_JWT_FAIL_OPEN): the blocklist cannot be read (%s)",
+                exc,
+            )
+            revoked = False
+        if revoked:
+            return True
+        return self.user_loader(jwt_header, jwt_payload) if self.user_loader else False
+
+    def install(self, app: Flask) -> None:
+        """Register the loader on the app's JWTManager if there is one and our
+        loader is not already there; keep a loader registered before."""
+        manager = app.extensions.get(JWT_EXTENSION_KEY)
+        if manager is None or not self.auto_register:
+            return
+        current = manager._token_in_blocklist_callback
+        if current == self.loader:
+            return
+        if current.__module__ != "flask_jwt_extended.default_callbacks":
+            if self._installed:
+                logger.warning(
+                    "A token_in_blocklist_loader registered after FogRedis replaced its "
+                    "loader; FogRedis put its own back and now consults both."
+                )
+            self.user_loader = current
+        manager.token_in_blocklist_loader(self.loader)
+        self._installed = True
+
+
+def token_lifetime(config: Mapping[str, Any], leeway: float) -> float | None:
+    """The longest a token of this app can live, per flask-jwt-extended's
+    config (its defaults when unset); None when tokens may never expire."""
+    longest = 0.0
+    for key, default in (
+        ("JWT_ACCESS_TOKEN_EXPIRES", timedelta(minutes=15)),
+        ("JWT_REFRESH_TOKEN_EXPIRES", timedelta(days=30)),
+    ):
+        value = config.get(key, default)
+        if value is False:
+            return None
+        longest = max(longest, to_seconds(key, value))
+    return longest + leeway
+
+
+def leeway_of(config: Mapping[str, Any]) -> float:
+    """``JWT_DECODE_LEEWAY`` in seconds."""
+    return to_seconds("JWT_DECODE_LEEWAY", config.get("JWT_DECODE_LEEWAY", 0), allow_zero=True)
+
+
+def decode(token: Mapping[str, Any] | str) -> Mapping[str, Any]:
+    """A decoded payload from either form; an encoded token must verify (it
+    may have expired)."""
+    if not isinstance(token, str):
+        return token
+    try:
+        from flask_jwt_extended import decode_token
+    except ImportError:
+        raise TokenError(
+            "Revoking an encoded JWT needs flask-jwt-extended: "
+            "pip install 'flask-fogredis[jwt]', or pass the decoded payload."
+        ) from None
+    try:
+        return decode_token(token, allow_expired=True)
+    except Exception as exc:  # PyJWT and flask-jwt-extended raise many kinds
+        raise TokenError(f"The token cannot be decoded: {type(exc).__name__}") from None
+
+
+def _jti(payload: Mapping[str, Any]) -> str:
+    if not isinstance(payload, Mapping):
+        raise TokenError("A token must be a decoded JWT payload (a dict) or an encoded JWT.")
+    jti = payload.get("jti")
+    if not jti or not isinstance(jti, str):
+        raise TokenError("Missing claim: jti (the token cannot be revoked or checked without it)")
+    return jti
+
+
+def _identity(identity: object) -> str:
+    if identity is None or identity == "":
+        raise TokenError("identity must not be empty.")
+    return str(identity)
+
+
+def unavailable_response(exc: RevocationUnavailableError) -> tuple[Response, int, dict[str, str]]:
+    """503 with Retry-After, naming no host, port or password."""
+    key = current_app.config.get("JWT_ERROR_MESSAGE_KEY", "msg")
+    body = jsonify({key: "Token revocation cannot be checked right now; try again shortly."})
+    return body, 503, {"Retry-After": str(exc.retry_after)}

@@ -1,0 +1,169 @@
+"""Revocation against real redis-servers and real gunicorn workers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import redis
+from flask_jwt_extended import create_access_token
+
+from flask_fogredis import RedisUnavailableError
+from flask_fogredis.revocation import EvictionPolicyError
+
+from .conftest import ServerFactory
+from .jwt_helpers import bearer, jwt_app
+from .processes import Gunicorn
+from .servers import RedisServer
+
+PASSWORD = "hunter2-but-longer"
+
+
+def _commandstats(admin: redis.Redis) -> dict[str, int]:
+    stats = admin.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def test_the_check_is_one_round_trip(redis_server: RedisServer) -> None:
+    app, _fog, _ = jwt_app(redis_server.url)
+    client = app.test_client()
+    with app.app_context():
+        token = create_access_token("alice")
+    assert client.get("/protected", headers=bearer(token)).status_code == 200  # warm up
+    admin = redis_server.admin()
+    before = _commandstats(admin)
+    for _ in range(5):
+        assert client.get("/protected", headers=bearer(token)).status_code == 200
+    after = _commandstats(admin)
+    sent = {name: after[name] - before.get(name, 0) for name in after}
+    sent = {name: calls for name, calls in sent.items() if calls and name != "info"}
+    assert sent == {"mget": 5}
+
+
+def test_revoked_on_one_worker_refused_by_every_worker(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    server = Gunicorn(
+        "tests.apps.jwt_app:app",
+        {"REDIS_URL": redis_server.url},
+        "--workers",
+        "3",
+        log=tmp_path / "gunicorn.log",
+    )
+    try:
+        _, _, body = server.request("/login/alice", "POST")
+        token = json.loads(body)["token"]
+        seen_ok: set[str] = set()
+        for _ in range(60):
+            status, headers, _ = server.request("/protected", headers=bearer(token))
+            assert status == 200
+            seen_ok.add(headers["X-Worker"])
+        status, _, body = server.request("/logout", "POST", headers=bearer(token))
+        assert (status, json.loads(body)) == (200, {"revoked": True})
+        seen_refused: set[str] = set()
+        for _ in range(60):
+            status, headers, body = server.request("/protected", headers=bearer(token))
+            assert status == 401, body
+            seen_refused.add(headers["X-Worker"])
+    finally:
+        server.stop()
+    assert len(seen_ok) >= 2
+    assert len(seen_refused) >= 2
+
+
+def test_redis_down_fails_closed_with_503(redis_factory: ServerFactory) -> None:
+    server = redis_factory(password=PASSWORD)
+    app, fog, _ = jwt_app(server.url, REDIS_JWT_RETRY_AFTER=7)
+    client = app.test_client()
+    with app.app_context():
+        token = create_access_token("alice")
+    assert client.get("/protected", headers=bearer(token)).status_code == 200
+    server.kill()
+    response = client.get("/protected", headers=bearer(token))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "7"
+    assert response.is_json
+    text = response.get_data(as_text=True)
+    for secret in (PASSWORD, "127.0.0.1", str(server.port), "redis://"):
+        assert secret not in text
+    with app.app_context(), pytest.raises(RedisUnavailableError):
+        fog.revoke_token(token)
+    with app.app_context(), pytest.raises(RedisUnavailableError):
+        fog.revoke_all_tokens("alice")
+    server.start()
+    assert client.get("/protected", headers=bearer(token)).status_code == 200
+
+
+def test_redis_down_fails_open_when_configured(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, _, _ = jwt_app(redis_server.url, REDIS_JWT_FAIL_OPEN=True)
+    client = app.test_client()
+    with app.app_context():
+        token = create_access_token("alice")
+    redis_server.kill()
+    with caplog.at_level(logging.WARNING, logger="flask_fogredis"):
+        for _ in range(20):
+            assert client.get("/protected", headers=bearer(token)).status_code == 200
+    warnings = [r for r in caplog.records if "accepted unchecked" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_revocations_survive_a_restart_with_aof(redis_factory: ServerFactory) -> None:
+    server = redis_factory("--appendonly", "yes", "--appendfsync", "always")
+    app, fog, _ = jwt_app(server.url)
+    client = app.test_client()
+    with app.app_context():
+        token, other = create_access_token("alice"), create_access_token("bob")
+        fog.revoke_token(token)
+        fog.revoke_all_tokens("bob")
+    server.admin().shutdown()
+    assert server.process is not None
+    server.process.wait(10)
+    server.start()
+    assert client.get("/protected", headers=bearer(token)).status_code == 401
+    assert client.get("/protected", headers=bearer(other)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("policy", "warns"), [("allkeys-lru", True), ("volatile-ttl", True), ("noeviction", False)]
+)
+def test_eviction_policy_warning(
+    redis_factory: ServerFactory, caplog: pytest.LogCaptureFixture, policy: str, warns: bool
+) -> None:
+    server = redis_factory("--maxmemory-policy", policy, "--maxmemory", "64mb")
+    app, fog, _ = jwt_app(server.url)
+    with caplog.at_level(logging.WARNING, logger="flask_fogredis"), app.app_context():
+        token = create_access_token("alice")
+        fog.revoke_token(token)
+        fog.revoke_token(create_access_token("bob"))
+    assert app.test_client().get("/protected", headers=bearer(token)).status_code == 401
+    messages = [r.getMessage() for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+    assert len(messages) == (1 if warns else 0)
+    if warns:
+        assert policy in messages[0] and "noeviction" in messages[0]
+
+
+def test_strict_eviction_refuses_an_evicting_redis(redis_factory: ServerFactory) -> None:
+    server = redis_factory("--maxmemory-policy", "allkeys-lru")
+    app, fog, _ = jwt_app(server.url, REDIS_JWT_STRICT_EVICTION=True)
+    with app.app_context():
+        token = create_access_token("alice")
+        with pytest.raises(EvictionPolicyError, match="noeviction"):
+            fog.revoke_token(token)
+    assert app.test_client().get("/protected", headers=bearer(token)).status_code == 503
+    server.admin().config_set("maxmemory-policy", "noeviction")
+    with app.app_context():
+        assert fog.revoke_token(token) is True
+
+
+def test_policy_is_read_once_not_per_request(redis_server: RedisServer) -> None:
+    app, _, _ = jwt_app(redis_server.url)
+    client = app.test_client()
+    with app.app_context():
+        token = create_access_token("alice")
+    for _ in range(10):
+        client.get("/protected", headers=bearer(token))
+    assert _commandstats(redis_server.admin()).get("config|get") == 1
