@@ -15,7 +15,7 @@ from flask import Flask, current_app, has_app_context
 
 from .config import Settings, read_settings
 from .connections import build_pool, translated
-from .errors import NotInitializedError
+from .errors import NotInitializedError, RedisUnavailableError
 from .probe import HealthProbe
 from .revocation import (
     Revocations,
@@ -25,6 +25,7 @@ from .revocation import (
     token_lifetime,
     unavailable_response,
 )
+from .stats import Stats
 
 EXTENSION_KEY = "fogredis"
 
@@ -40,6 +41,7 @@ class AppState:
         self.pool = build_pool(settings)
         self.client = redis.Redis(connection_pool=self.pool)
         self.probe = HealthProbe(settings, self.pool, settings.health_timeout)
+        self.stats = Stats()
         self.revocations = Revocations(self, config)
         _open_states.add(self)
 
@@ -160,8 +162,12 @@ class FogRedis:
 
     def _call(self, command: str, *args: Any, **options: Any) -> Any:
         state = self.state()
-        with translated(state.settings):
-            return state.client.execute_command(command, *args, **options)
+        try:
+            with translated(state.settings):
+                return state.client.execute_command(command, *args, **options)
+        except RedisUnavailableError:
+            state.stats.count("redis_errors")
+            raise
 
     def get(self, key: str) -> str | bytes | None:
         """The value at ``key``, or None."""

@@ -77,9 +77,7 @@ class Revocations:
         self._outage_log = RateLimitedLog(logger, interval=30.0)
         self.user_loader: BlocklistLoader | None = None
         self._installed = False
-        self.checks = 0
-        self.revoked = 0
-        self.errors = 0
+        self._stats = state.stats
 
     # -- writing --------------------------------------------------------
 
@@ -120,7 +118,7 @@ class Revocations:
             args += ["PX", ttl_ms]
         with translated(self._settings):
             self._state.client.execute_command(*args)
-        self.revoked += 1
+        self._stats.count("revocations")
 
     # -- reading --------------------------------------------------------
 
@@ -134,7 +132,7 @@ class Revocations:
         """Whether the token is revoked, by its ``jti`` or by a log out
         everywhere of its identity: one round trip."""
         jti = _jti(payload)
-        self.checks += 1
+        self._stats.count("revocation_checks")
         keys = [self._jti_prefix + jti]
         identity = payload.get(identity_claim)
         if identity is not None:
@@ -204,7 +202,7 @@ class Revocations:
 
             raise JWTDecodeError(str(exc)) from None
         except (RedisUnavailableError, ConfigurationError) as exc:
-            self.errors += 1
+            self._stats.count("redis_errors")
             if isinstance(exc, EvictionPolicyError) or not self.fail_open:
                 self._outage_log.warning(
                     "revocation-closed", "Token refused: the blocklist cannot be read (%s)", exc

@@ -1,0 +1,38 @@
+"""Per-process counters, read by the metrics endpoint and by tests."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+
+class Stats:
+    """Counters of one app (one config prefix) in this process.
+
+    Increments take a lock: a counter that loses updates under threads would
+    make hit rates lie.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.revocation_checks = 0
+        self.revocations = 0
+        self.redis_errors = 0
+        self._cache: defaultdict[str, dict[str, int]] = defaultdict(
+            lambda: {"hits": 0, "misses": 0, "errors": 0}
+        )
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add to ``revocation_checks``, ``revocations`` or ``redis_errors``."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def cache_event(self, namespace: str, kind: str) -> None:
+        """Count a cache ``hits``, ``misses`` or ``errors`` in ``namespace``."""
+        with self._lock:
+            self._cache[namespace][kind] += 1
+
+    def cache(self) -> dict[str, dict[str, int]]:
+        """A copy of the cache counters: namespace -> hits, misses, errors."""
+        with self._lock:
+            return {namespace: dict(counts) for namespace, counts in self._cache.items()}
