@@ -27,7 +27,9 @@ class Option:
     doc: str
 
 
-OPTIONS: tuple[Option, ...] = (
+# Everything a pool needs; a second Redis (the cache's) reads these again
+# under its own prefix.
+CONNECTION_OPTIONS: tuple[Option, ...] = (
     Option(
         "URL",
         "redis://localhost:6379/0",
@@ -71,6 +73,25 @@ OPTIONS: tuple[Option, ...] = (
         1.0,
         "Bound in seconds on a health check, down or unresponsive Redis included.",
     ),
+    Option("KEY_PREFIX", "fog", "Prefix of every key the extension writes (revocations, cache)."),
+)
+
+OPTIONS: tuple[Option, ...] = (
+    *CONNECTION_OPTIONS,
+    Option(
+        "CACHE_URL",
+        None,
+        "A Redis of its own for the cache (an evicting one, say). Its pool reads every "
+        "connection key above with `CACHE_` after the prefix: `REDIS_CACHE_POOL_SIZE`, "
+        "`REDIS_CACHE_SOCKET_TIMEOUT`, ... Unset: the cache shares the main pool.",
+    ),
+    Option("CACHE_DEFAULT_TTL", 300, "Seconds a cache entry lives when no `ttl` is given."),
+    Option(
+        "CACHE_LOCK_TIMEOUT",
+        10.0,
+        "Seconds one computation of a missed view may hold the stampede lock; "
+        "requests waiting on it compute the view themselves after that.",
+    ),
     Option(
         "JWT_BLOCKLIST",
         True,
@@ -96,7 +117,6 @@ OPTIONS: tuple[Option, ...] = (
         "Refuse revocation work (an error at first use) when the Redis's "
         "maxmemory-policy may evict; otherwise a warning.",
     ),
-    Option("KEY_PREFIX", "fog", "Prefix of every key the extension writes (revocations, cache)."),
 )
 
 DEFAULTS: dict[str, object] = {option.name: option.default for option in OPTIONS}
@@ -301,13 +321,16 @@ def _query(key: str, query: str, shown: str, *, tls: bool) -> dict[str, Any]:
     return options
 
 
-def read_settings(config: MutableMapping[str, Any], prefix: str) -> Settings:
-    """Fill in defaults for ``prefix``'s keys, validate them and return them."""
+def read_settings(
+    config: MutableMapping[str, Any], prefix: str, options: tuple[Option, ...] = OPTIONS
+) -> Settings:
+    """Fill in defaults for ``prefix``'s ``options``, validate the connection
+    keys and return them."""
     if not prefix or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
         raise ConfigurationError(
             f"config_prefix {prefix!r} is not valid: use letters, digits and _, like 'REDIS'."
         )
-    for option in OPTIONS:
+    for option in options:
         config.setdefault(f"{prefix}_{option.name}", option.default)
     return _settings(config, prefix)
 

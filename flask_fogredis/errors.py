@@ -21,6 +21,14 @@ class RedisCommandError(FogRedisError):
     type of key, ...)."""
 
 
+class CacheKeyError(FogRedisError, ValueError):
+    """An empty cache namespace or key."""
+
+
+class CacheValueError(FogRedisError, TypeError):
+    """A cache value that is neither ``str`` nor ``bytes`` (nothing is pickled)."""
+
+
 class TokenError(FogRedisError, ValueError):
     """A JWT cannot be revoked or checked as given (no ``jti``, undecodable)."""
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import atexit
 import logging
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
-from flask import Flask, current_app, has_app_context
+from flask import Flask, Request, current_app, has_app_context
 
+from .cache import Cache, cached_view, make_vary
 from .config import Settings, read_settings
 from .connections import build_pool, translated
 from .errors import NotInitializedError, RedisUnavailableError
@@ -28,6 +29,7 @@ from .revocation import (
 from .stats import Stats
 
 EXTENSION_KEY = "fogredis"
+View = TypeVar("View", bound=Callable[..., Any])
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -43,12 +45,14 @@ class AppState:
         self.probe = HealthProbe(settings, self.pool, settings.health_timeout)
         self.stats = Stats()
         self.revocations = Revocations(self, config)
+        self.cache = Cache(self, config)
         _open_states.add(self)
 
     def close(self) -> None:
         """Close every connection; the pool reopens them on the next use."""
         self.probe.close()
         self.pool.disconnect()
+        self.cache.close()
 
 
 _open_states: weakref.WeakSet[AppState] = weakref.WeakSet()
@@ -243,3 +247,59 @@ class FogRedis:
         ``revoke_token``). Raises :class:`RedisUnavailableError` when Redis
         cannot answer."""
         return self.state().revocations.is_blacklisted(jti)
+
+    # -- caching ----------------------------------------------------------
+
+    def cache_get(self, namespace: str, cache_key: str) -> str | bytes | None:
+        """The cached value, or None on a miss. Fails open: when Redis fails
+        it returns None (the error is logged, rate-limited, and counted)."""
+        return self.state().cache.get(namespace, cache_key)
+
+    def cache_set(
+        self,
+        namespace: str,
+        cache_key: str,
+        value: str | bytes,
+        ttl: int | float | timedelta | None = None,
+    ) -> bool:
+        """Store ``value`` (str or bytes, as given) for ``ttl`` seconds
+        (default ``REDIS_CACHE_DEFAULT_TTL``). Fails open: False when Redis
+        fails."""
+        return self.state().cache.set(namespace, cache_key, value, ttl)
+
+    def cache_delete(self, namespace: str, cache_key: str) -> bool:
+        """Delete one entry; True if it existed. Raises
+        :class:`RedisUnavailableError` when Redis fails."""
+        return self.state().cache.delete(namespace, cache_key)
+
+    def cache_clear_namespace(self, namespace: str) -> int:
+        """Delete every entry of ``namespace``, cached views included, without
+        blocking Redis; returns how many. Raises when Redis fails."""
+        return self.state().cache.clear_namespace(namespace)
+
+    def cache_warm(self, urls: Iterable[str]) -> dict[str, int]:
+        """Compute and store the cached views at ``urls`` now; returns each
+        URL's status code."""
+        return self.state().cache.warm(urls)
+
+    def cached(
+        self,
+        namespace: str,
+        ttl: int | float | timedelta | None = None,
+        *,
+        vary_on_headers: Iterable[str] = (),
+        vary_on_identity: bool = False,
+        key_func: Callable[[Request], str] | None = None,
+    ) -> Callable[[View], View]:
+        """Cache a Flask view's GET (and HEAD) responses with status 200.
+
+        The key is the path plus the query string in canonical order, and
+        the named request headers, the JWT identity, or ``key_func(request)``
+        when asked. A hit costs one round trip and skips the view. Concurrent
+        misses compute the view once. Responses that set a cookie, say
+        ``Cache-Control: private`` or ``no-store``, read the session, or vary
+        on a header not named here are never stored. When Redis fails, the
+        view is computed and served.
+        """
+        vary = make_vary(vary_on_headers, vary_on_identity, key_func)
+        return cached_view(lambda: self.state().cache, namespace, ttl, vary)

@@ -1,0 +1,379 @@
+"""Caching: namespaced entries, and a decorator that caches Flask views.
+
+Keys are ``<prefix>:cache:<n>:<namespace>:<kind>:<key>`` where ``<n>`` is the
+namespace's length in bytes. The length makes the namespace part
+unambiguous, so no namespace (``a`` vs ``a:b``) can reach into another's
+entries, and clearing matches ``<prefix>:cache:<n>:<namespace>:*`` with every
+glob character escaped. Values are bytes as given (``str`` as UTF-8): nothing
+is ever pickled.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import urlencode, urlsplit
+
+import redis
+from flask import Request, Response, current_app, make_response, request
+from flask.globals import request_ctx
+from redis.client import NEVER_DECODE
+
+from .config import CONNECTION_OPTIONS, read_settings, to_seconds
+from .connections import build_pool, translated
+from .errors import CacheKeyError, CacheValueError, FogRedisError
+from .logs import RateLimitedLog
+
+if TYPE_CHECKING:
+    from .extension import AppState
+
+logger = logging.getLogger("flask_fogredis")
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+# Set on requests made by cache_warm: compute and store even on a hit.
+# WSGI environ keys from HTTP headers all start with HTTP_, so no client can
+# set this one.
+WARM_ENVIRON_KEY = "fogredis.cache_warm"
+# Headers that belong to one response, not to the cached content.
+_NOT_STORED = frozenset({"content-length", "x-cache", "date", "age", "set-cookie"})
+_GLOB_SPECIAL = frozenset("*?[]\\")
+_SCAN_COUNT = 1000
+_UNLINK_BATCH = 500
+
+
+def _check(kind: str, name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise CacheKeyError(f"The cache {kind} must be a non-empty string, not {name!r}.")
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise CacheKeyError(f"The cache {kind} {name!r} is not valid Unicode.") from None
+    return name
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis MATCH pattern."""
+    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
+
+
+class Cache:
+    """The cache of one app: its own Redis if ``<prefix>_CACHE_URL`` is set,
+    the main pool otherwise."""
+
+    def __init__(self, state: AppState, config: Any) -> None:
+        main = state.settings
+        self.owns_pool = bool(config[main.key("CACHE_URL")])
+        if self.owns_pool:
+            self.settings = read_settings(config, main.key("CACHE"), CONNECTION_OPTIONS)
+            self.pool = build_pool(self.settings)
+            self.client = redis.Redis(connection_pool=self.pool)
+        else:
+            self.settings, self.pool, self.client = main, state.pool, state.client
+        self.default_ttl = to_seconds(
+            main.key("CACHE_DEFAULT_TTL"), config[main.key("CACHE_DEFAULT_TTL")]
+        )
+        self.lock_timeout = to_seconds(
+            main.key("CACHE_LOCK_TIMEOUT"), config[main.key("CACHE_LOCK_TIMEOUT")]
+        )
+        self._prefix = f"{self.settings.key_prefix}:cache:"
+        self._stats = state.stats
+        self._log = RateLimitedLog(logger, interval=30.0)
+
+    def close(self) -> None:
+        if self.owns_pool:
+            self.pool.disconnect()
+
+    # -- keys -----------------------------------------------------------
+
+    def namespace_prefix(self, namespace: str) -> str:
+        _check("namespace", namespace)
+        return f"{self._prefix}{len(namespace.encode())}:{namespace}:"
+
+    def entry_key(self, namespace: str, key: str) -> str:
+        return self.namespace_prefix(namespace) + "k:" + _check("key", key)
+
+    # -- plumbing -------------------------------------------------------
+
+    def _run(self, *args: Any, **options: Any) -> Any:
+        with translated(self.settings):
+            return self.client.execute_command(*args, **options)
+
+    def _failed(self, namespace: str, exc: FogRedisError) -> None:
+        self._stats.cache_event(namespace, "errors")
+        self._log.warning(
+            f"cache-{namespace}", "Cache %r unavailable, serving without it: %s", namespace, exc
+        )
+
+    def _ttl_ms(self, ttl: float | timedelta | None) -> int:
+        seconds = self.default_ttl if ttl is None else to_seconds("ttl", ttl)
+        return max(1, round(seconds * 1000))
+
+    def _decoded(self, raw: bytes) -> str | bytes:
+        if self.settings.decode_responses:
+            try:
+                return raw.decode()
+            except UnicodeDecodeError:
+                return raw
+        return raw
+
+    # -- the helper -------------------------------------------------------
+
+    def get(self, namespace: str, key: str) -> str | bytes | None:
+        """The value, or None on a miss and when Redis fails (logged, counted)."""
+        name = self.entry_key(namespace, key)
+        try:
+            raw = self._run("GET", name, **{NEVER_DECODE: True})
+        except FogRedisError as exc:
+            self._failed(namespace, exc)
+            return None
+        self._stats.cache_event(namespace, "misses" if raw is None else "hits")
+        return None if raw is None else self._decoded(raw)
+
+    def set(
+        self, namespace: str, key: str, value: str | bytes, ttl: float | timedelta | None = None
+    ) -> bool:
+        """Store ``value``; False when Redis fails (logged, counted)."""
+        name = self.entry_key(namespace, key)
+        if not isinstance(value, (str, bytes)):
+            raise CacheValueError(
+                f"Cache values are str or bytes, not {type(value).__name__}: "
+                "serialise it first (json.dumps, say); nothing is pickled."
+            )
+        ttl_ms = self._ttl_ms(ttl)
+        try:
+            self._run("SET", name, value, "PX", ttl_ms)
+        except FogRedisError as exc:
+            self._failed(namespace, exc)
+            return False
+        return True
+
+    def delete(self, namespace: str, key: str) -> bool:
+        """Delete one entry. Raises when Redis fails: a failed invalidation
+        must not pass unnoticed."""
+        return bool(self._run("UNLINK", self.entry_key(namespace, key)))
+
+    def clear_namespace(self, namespace: str) -> int:
+        """Delete every entry of ``namespace`` (views' included) with SCAN and
+        UNLINK in batches, never KEYS; returns how many were removed."""
+        pattern = glob_escape(self.namespace_prefix(namespace)) + "*"
+        removed = 0
+        with translated(self.settings):
+            batch: list[Any] = []
+            for name in self.client.scan_iter(match=pattern, count=_SCAN_COUNT):
+                batch.append(name)
+                if len(batch) >= _UNLINK_BATCH:
+                    removed += int(self.client.unlink(*batch))
+                    batch.clear()
+            if batch:
+                removed += int(self.client.unlink(*batch))
+        return removed
+
+    # -- views ----------------------------------------------------------
+
+    def serve(
+        self, namespace: str, ttl: float | timedelta | None, vary: _Vary, view: Callable[[], Any]
+    ) -> Response:
+        """Answer a GET or HEAD from the cache, or compute it once."""
+        base = self.namespace_prefix(namespace)
+        digest = vary.digest(request)
+        value_key, lock_key = f"{base}v:{digest}", f"{base}l:{digest}"
+        if not request.environ.get(WARM_ENVIRON_KEY):
+            try:
+                blob = self._run("GET", value_key, **{NEVER_DECODE: True})
+            except FogRedisError as exc:
+                self._failed(namespace, exc)
+                return _tagged(make_response(view()), "MISS")
+            if blob is not None:
+                self._stats.cache_event(namespace, "hits")
+                return _from_blob(blob)
+        token = secrets.token_hex(8)
+        try:
+            locked = self._run("SET", lock_key, token, "NX", "PX", round(self.lock_timeout * 1000))
+        except FogRedisError as exc:
+            self._failed(namespace, exc)
+            return _tagged(make_response(view()), "MISS")
+        if not locked:
+            blob = self._wait(namespace, value_key, lock_key)
+            if blob is not None:
+                self._stats.cache_event(namespace, "hits")
+                return _from_blob(blob)
+        self._stats.cache_event(namespace, "misses")
+        try:
+            response = make_response(view())
+            self._store(namespace, value_key, response, ttl, vary)
+        finally:
+            if locked:
+                self._release(namespace, lock_key, token)
+        return _tagged(response, "MISS")
+
+    def _wait(self, namespace: str, value_key: str, lock_key: str) -> bytes | None:
+        """Wait for the request holding the lock: its stored result, or None
+        when it finished without one, failed, or outlived the lock."""
+        deadline = time.monotonic() + self.lock_timeout
+        pause = 0.005
+        while time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            try:
+                blob, holder = self._run("MGET", value_key, lock_key, **{NEVER_DECODE: True})
+            except FogRedisError as exc:
+                self._failed(namespace, exc)
+                return None
+            if blob is not None:
+                return cast(bytes, blob)
+            if holder is None:
+                return None
+        return None
+
+    def _store(
+        self,
+        namespace: str,
+        value_key: str,
+        response: Response,
+        ttl: float | timedelta | None,
+        vary: _Vary,
+    ) -> None:
+        if not _cacheable(response, vary):
+            return
+        meta = {
+            "s": response.status_code,
+            "h": [(k, v) for k, v in response.headers.items() if k.lower() not in _NOT_STORED],
+            "t": time.time(),
+        }
+        blob = json.dumps(meta, separators=(",", ":")).encode() + b"\n" + response.get_data()
+        try:
+            self._run("SET", value_key, blob, "PX", self._ttl_ms(ttl))
+        except FogRedisError as exc:
+            self._failed(namespace, exc)
+
+    def _release(self, namespace: str, lock_key: str, token: str) -> None:
+        try:
+            # Only our own lock: it may have expired and been taken by another.
+            if self._run("GET", lock_key, **{NEVER_DECODE: True}) == token.encode():
+                self._run("DEL", lock_key)
+        except FogRedisError as exc:
+            self._failed(namespace, exc)
+
+    def warm(self, urls: Iterable[str]) -> dict[str, int]:
+        """Request each URL (a path, or a full URL whose path is used) through
+        the app, storing fresh results even where entries exist; returns the
+        status of each."""
+        client = current_app.test_client()
+        results: dict[str, int] = {}
+        for url in urls:
+            parts = urlsplit(url)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            response = client.get(path, environ_base={WARM_ENVIRON_KEY: True})
+            results[url] = response.status_code
+        return results
+
+
+class _Vary:
+    """What, besides the path and the query string, tells entries apart."""
+
+    def __init__(
+        self, headers: Iterable[str], identity: bool, key_func: Callable[[Request], str] | None
+    ) -> None:
+        self.headers = tuple(h.lower() for h in headers)
+        self.identity = identity
+        self.key_func = key_func
+
+    def digest(self, req: Request) -> str:
+        # Query parameters sorted by name; repeated names keep their order,
+        # since ?a=1&a=2 and ?a=2&a=1 may mean different lists.
+        query = urlencode(sorted(req.args.items(multi=True), key=lambda item: item[0]))
+        parts = [req.path, query]
+        parts += [f"{name}={req.headers.get(name, '')}" for name in self.headers]
+        if self.identity:
+            parts.append(f"sub={_identity()}")
+        if self.key_func is not None:
+            parts.append(f"fn={self.key_func(req)}")
+        text = "\n".join(parts)
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def _identity() -> str:
+    """The JWT identity of this request ("" when anonymous), verifying the
+    token if no decorator did yet."""
+    from flask_jwt_extended import get_jwt, verify_jwt_in_request
+
+    try:
+        payload = get_jwt()
+    except RuntimeError:
+        verify_jwt_in_request(optional=True)
+        payload = get_jwt()
+    claim = current_app.config.get("JWT_IDENTITY_CLAIM", "sub")
+    identity = payload.get(claim)
+    return "" if identity is None else json.dumps(identity)
+
+
+def _cacheable(response: Response, vary: _Vary) -> bool:
+    """200, whole, public, the same for every cookie, and not per session."""
+    if response.status_code != 200 or response.is_streamed or response.direct_passthrough:
+        return False
+    if "Set-Cookie" in response.headers:
+        return False
+    control = response.cache_control
+    if control.private or control.no_store:
+        return False
+    varies = {v.strip().lower() for v in response.headers.get("Vary", "").split(",") if v.strip()}
+    if varies - set(vary.headers):
+        return False
+    return not _session_was_read()
+
+
+def _session_was_read() -> bool:
+    """Whether the view read the session: its answer is then per visitor
+    (Flask adds "Vary: Cookie" only after this decorator has returned). Read
+    without the ``session`` proxy, which would itself mark it as read."""
+    context = request_ctx._get_current_object()  # type: ignore[attr-defined]
+    attributes = vars(context)
+    opened = attributes.get("_session", attributes.get("session"))  # Flask 3.1+ / before
+    return bool(getattr(opened, "accessed", False))
+
+
+def _from_blob(blob: bytes) -> Response:
+    head, _, body = blob.partition(b"\n")
+    meta = json.loads(head)
+    response = current_app.response_class(body, status=meta["s"], headers=meta["h"])
+    response.headers["Age"] = str(max(0, int(time.time() - meta["t"])))
+    return _tagged(response, "HIT")
+
+
+def _tagged(response: Response, state: str) -> Response:
+    response.headers["X-Cache"] = state
+    return response
+
+
+def cached_view(
+    get_cache: Callable[[], Cache], namespace: str, ttl: float | timedelta | None, vary: _Vary
+) -> Callable[[View], View]:
+    """The decorator behind ``FogRedis.cached``."""
+    _check("namespace", namespace)
+
+    def decorator(view: View) -> View:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if request.method not in ("GET", "HEAD"):
+                return view(*args, **kwargs)
+            return get_cache().serve(namespace, ttl, vary, lambda: view(*args, **kwargs))
+
+        return cast(View, wrapper)
+
+    return decorator
+
+
+def make_vary(
+    headers: Iterable[str], identity: bool, key_func: Callable[[Request], str] | None
+) -> _Vary:
+    if isinstance(headers, str):
+        headers = (headers,)
+    return _Vary(headers, identity, key_func)
