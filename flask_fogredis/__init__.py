@@ -2,6 +2,8 @@
 revocation, view caching and health checks."""
 
 from .errors import (
+    CacheKeyError,
+    CacheValueError,
     ConfigurationError,
     FogRedisError,
     NotInitializedError,
@@ -12,6 +14,8 @@ from .errors import (
 from .extension import FogRedis
 
 __all__ = [
+    "CacheKeyError",
+    "CacheValueError",
     "ConfigurationError",
     "FogRedis",
     "FogRedisError",

@@ -1,0 +1,240 @@
+"""The cache against real redis-servers: concurrency, outages, isolation."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flask_fogredis import FogRedis
+
+from .conftest import ServerFactory, make_app
+from .servers import RedisServer
+
+
+def _slow_app(url: str, seconds: float, **config: Any) -> tuple[Flask, FogRedis, list[int]]:
+    app = make_app(REDIS_URL=url, REDIS_POOL_SIZE=25, **config)
+    fog = FogRedis(app)
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    @app.get("/report")
+    @fog.cached("reports", ttl=60)
+    def report() -> dict[str, int]:
+        with lock:
+            calls.append(1)
+            n = len(calls)
+        time.sleep(seconds)
+        return {"computation": n}
+
+    return app, fog, calls
+
+
+def _concurrent_gets(app: Flask, path: str, count: int) -> list[tuple[int, str, bytes]]:
+    results: list[tuple[int, str, bytes]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(count)
+
+    def get() -> None:
+        client = app.test_client()
+        barrier.wait()
+        response = client.get(path)
+        with lock:
+            results.append((response.status_code, response.headers["X-Cache"], response.get_data()))
+
+    threads = [threading.Thread(target=get) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+def test_stampede_computes_once(redis_server: RedisServer) -> None:
+    app, _, calls = _slow_app(redis_server.url, 0.5)
+    results = _concurrent_gets(app, "/report", 20)
+    assert len(results) == 20
+    assert len(calls) == 1
+    assert {body for _, _, body in results} == {b'{"computation":1}\n'}
+    assert sorted(state for _, state, _ in results) == ["HIT"] * 19 + ["MISS"]
+    assert redis_server.admin().keys("fog:cache:*:l:*") == []  # the lock is released
+
+
+def test_waiters_compute_themselves_after_the_lock_times_out(redis_server: RedisServer) -> None:
+    app, _, calls = _slow_app(redis_server.url, 1.0, REDIS_CACHE_LOCK_TIMEOUT=0.2)
+    start = time.monotonic()
+    results = _concurrent_gets(app, "/report", 5)
+    assert time.monotonic() - start < 5
+    assert [status for status, _, _ in results] == [200] * 5
+    assert len(calls) >= 2  # no deadlock: waiters gave up on the lock
+
+
+def test_failing_view_releases_the_lock(redis_server: RedisServer) -> None:
+    app = make_app(REDIS_URL=redis_server.url)
+    fog = FogRedis(app)
+
+    @app.get("/broken")
+    @fog.cached("broken")
+    def broken() -> str:
+        raise RuntimeError("view failed")
+
+    app.testing = False
+    assert app.test_client().get("/broken").status_code == 500
+    assert redis_server.admin().keys("fog:cache:*") == []
+
+
+def test_redis_killed_fails_open(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, fog, calls = _slow_app(redis_server.url, 0)
+    client = app.test_client()
+    client.get("/report")
+    redis_server.kill()
+    with caplog.at_level(logging.WARNING, logger="flask_fogredis"):
+        for _ in range(5):
+            response = client.get("/report")
+            assert response.status_code == 200
+            assert response.headers["X-Cache"] == "MISS"
+        with app.app_context():
+            assert fog.cache_get("reports", "k") is None
+            assert fog.cache_set("reports", "k", "v") is False
+    assert len(calls) == 6
+    with app.app_context():
+        assert fog.state().stats.cache()["reports"]["errors"] == 7
+    lines = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(lines) == 1
+    redis_server.start()
+    assert client.get("/report").headers["X-Cache"] == "MISS"
+    assert client.get("/report").headers["X-Cache"] == "HIT"
+
+
+def test_invalidation_raises_when_redis_is_down(redis_server: RedisServer) -> None:
+    from flask_fogredis import RedisUnavailableError
+
+    app = make_app(REDIS_URL=redis_server.url)
+    fog = FogRedis(app)
+    redis_server.kill()
+    with app.app_context():
+        with pytest.raises(RedisUnavailableError):
+            fog.cache_delete("ns", "k")
+        with pytest.raises(RedisUnavailableError):
+            fog.cache_clear_namespace("ns")
+
+
+def test_slow_redis_fails_open(silent_port: int) -> None:
+    app, _, calls = _slow_app(f"redis://127.0.0.1:{silent_port}/0", 0, REDIS_SOCKET_TIMEOUT=0.3)
+    start = time.monotonic()
+    response = app.test_client().get("/report")
+    assert response.status_code == 200
+    assert time.monotonic() - start < 2
+    assert calls == [1]
+
+
+def test_ttl_is_honoured_by_the_server(redis_server: RedisServer) -> None:
+    app, fog, _ = _slow_app(redis_server.url, 0)
+    app.test_client().get("/report")
+    admin = redis_server.admin()
+    (key,) = admin.keys("fog:cache:7:reports:v:*")
+    assert 59 <= admin.ttl(key) <= 60
+    with app.app_context():
+        fog.cache_set("reports", "k", "v", ttl=1)
+    time.sleep(1.2)
+    with app.app_context():
+        assert fog.cache_get("reports", "k") is None
+
+
+def test_cache_on_its_own_redis(redis_factory: ServerFactory) -> None:
+    main, cache = redis_factory(), redis_factory("--maxmemory-policy", "allkeys-lru")
+    app = make_app(REDIS_URL=main.url, REDIS_CACHE_URL=cache.url, REDIS_CACHE_POOL_SIZE=4)
+    fog = FogRedis(app)
+    with app.app_context():
+        fog.cache_set("ns", "k", "v")
+        fog.set("plain", "main")
+        fog.blacklist_token("jti", 60)
+        assert fog.state().cache.pool.max_connections == 4
+    assert cache.admin().get("fog:cache:2:ns:k:k") == "v"
+    assert main.admin().keys("fog:cache:*") == []
+    assert main.admin().get("plain") == "main"
+    assert main.admin().exists("fog:jwt:jti:jti") == 1
+
+
+names = st.text(
+    min_size=1,
+    max_size=12,
+    alphabet=st.characters(exclude_categories=["Cs"], include_characters="*?[]\\:{}^-!"),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ours=names, theirs=names, key=names, their_key=names)
+def test_namespaces_never_reach_each_other(
+    redis_url: str, ours: str, theirs: str, key: str, their_key: str
+) -> None:
+    if ours == theirs:
+        return
+    app = make_app(REDIS_URL=redis_url)
+    fog = FogRedis(app)
+    with app.app_context():
+        fog.client.flushdb()
+        fog.cache_set(theirs, their_key, "theirs")
+        assert fog.cache_get(ours, their_key) is None
+        assert fog.cache_get(ours, key) is None
+        assert fog.cache_delete(ours, their_key) is False
+        fog.cache_set(ours, key, "ours")
+        assert fog.cache_clear_namespace(ours) == 1
+        assert fog.cache_get(theirs, their_key) == "theirs"
+        fog.disconnect()
+
+
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    server = RedisServer(tmp_path_factory.mktemp("redis"), "--enable-debug-command", "yes")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_url(module_redis: RedisServer) -> str:
+    return module_redis.url
+
+
+def test_clearing_200000_entries_does_not_block_the_server(module_redis: RedisServer) -> None:
+    admin = module_redis.admin()
+    admin.flushdb()
+    admin.execute_command("DEBUG", "POPULATE", 200_000, "fog:cache:3:big:k")
+    admin.execute_command("DEBUG", "POPULATE", 1000, "fog:cache:5:other:k")
+    app = make_app(REDIS_URL=module_redis.url)
+    fog = FogRedis(app)
+    admin.config_resetstat()
+    worst = 0.0
+    done = threading.Event()
+
+    def ping() -> None:
+        nonlocal worst
+        client = module_redis.admin()
+        while not done.is_set():
+            start = time.perf_counter()
+            client.ping()
+            worst = max(worst, time.perf_counter() - start)
+            time.sleep(0.001)
+
+    pinger = threading.Thread(target=ping)
+    pinger.start()
+    with app.app_context():
+        removed = fog.cache_clear_namespace("big")
+    done.set()
+    pinger.join()
+    assert removed == 200_000
+    assert admin.dbsize() == 1000
+    stats = admin.info("commandstats")
+    assert "cmdstat_keys" not in stats and "cmdstat_flushdb" not in stats
+    assert stats["cmdstat_unlink"]["calls"] >= 200_000 // 500
+    print(f"worst PING while clearing 200,000 entries: {worst * 1000:.1f} ms")
+    assert worst < 0.5  # a blocking delete of 200,000 keys would stall far longer
