@@ -19,16 +19,17 @@ from .connections import build_pool, translated
 from .errors import NotInitializedError, RedisUnavailableError
 from .probe import HealthProbe
 from .revocation import (
+    EXTENSION_KEY,
     Revocations,
     RevocationUnavailableError,
     decode,
+    install_loader,
     leeway_of,
     token_lifetime,
     unavailable_response,
 )
 from .stats import Stats
 
-EXTENSION_KEY = "fogredis"
 View = TypeVar("View", bound=Callable[..., Any])
 
 logger = logging.getLogger("flask_fogredis")
@@ -76,6 +77,12 @@ def _seconds(name: str, value: int | float | timedelta) -> int:
     return int(value)
 
 
+def _ensure_loader() -> None:
+    """JWTManager may be set up after FogRedis, or a later loader may replace
+    ours: both are caught here, before any view checks a token."""
+    install_loader(current_app._get_current_object())  # type: ignore[attr-defined]
+
+
 class FogRedis:
     """Redis for a Flask app: ``FogRedis(app)`` or ``fog.init_app(app)``.
 
@@ -105,18 +112,13 @@ class FogRedis:
 
     @staticmethod
     def _hook_revocation(app: Flask, state: AppState) -> None:
-        revocations = state.revocations
-        if not revocations.auto_register:
+        if not state.revocations.auto_register:
             return
-        revocations.install(app)
-
-        def install_loader() -> None:
-            # JWTManager may be set up after us, or a later loader may replace
-            # ours: both are caught here, before any view checks a token.
-            revocations.install(app)
-
-        app.before_request_funcs.setdefault(None, []).insert(0, install_loader)
-        app.register_error_handler(RevocationUnavailableError, unavailable_response)
+        install_loader(app)
+        hooks = app.before_request_funcs.setdefault(None, [])
+        if _ensure_loader not in hooks:
+            hooks.insert(0, _ensure_loader)
+            app.register_error_handler(RevocationUnavailableError, unavailable_response)
 
     @staticmethod
     def _warn_if_unsafe(app: Flask, settings: Settings) -> None:

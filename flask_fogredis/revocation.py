@@ -17,6 +17,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_fogredis")
 
 JWT_EXTENSION_KEY = "flask-jwt-extended"
+EXTENSION_KEY = "fogredis"
 # Policies that let Redis drop keys with (volatile-*) or without a TTL.
 _SAFE_POLICIES = ("noeviction",)
 
@@ -75,8 +77,6 @@ class Revocations:
         self._policy_checked = False
         self._policy_lock = threading.Lock()
         self._outage_log = RateLimitedLog(logger, interval=30.0)
-        self.user_loader: BlocklistLoader | None = None
-        self._installed = False
         self._stats = state.stats
 
     # -- writing --------------------------------------------------------
@@ -190,13 +190,11 @@ class Revocations:
 
     # -- flask-jwt-extended ---------------------------------------------
 
-    def loader(self, jwt_header: dict[str, Any], jwt_payload: dict[str, Any]) -> bool:
-        """The token-in-blocklist callback: revoked if the blocklist or the
-        user's own loader says so; fail closed (or open, if configured) when
-        Redis cannot answer."""
-        config = current_app.config
+    def check_request(self, jwt_payload: Mapping[str, Any]) -> bool:
+        """The per-request check: fail closed (or open, if configured) when
+        Redis cannot answer; a token without jti is an invalid token."""
         try:
-            revoked = self.is_revoked(jwt_payload, config.get("JWT_IDENTITY_CLAIM", "sub"))
+            return self.is_revoked(jwt_payload, current_app.config.get("JWT_IDENTITY_CLAIM", "sub"))
         except TokenError as exc:
             from flask_jwt_extended.exceptions import JWTDecodeError
 
@@ -213,29 +211,47 @@ class Revocations:
                 "Token accepted unchecked (REDIS_JWT_FAIL_OPEN): the blocklist cannot be read (%s)",
                 exc,
             )
-            revoked = False
-        if revoked:
-            return True
-        return self.user_loader(jwt_header, jwt_payload) if self.user_loader else False
+            return False
 
-    def install(self, app: Flask) -> None:
-        """Register the loader on the app's JWTManager if there is one and our
-        loader is not already there; keep a loader registered before."""
-        manager = app.extensions.get(JWT_EXTENSION_KEY)
-        if manager is None or not self.auto_register:
-            return
-        current = manager._token_in_blocklist_callback
-        if current == self.loader:
-            return
-        if current.__module__ != "flask_jwt_extended.default_callbacks":
-            if self._installed:
-                logger.warning(
-                    "A token_in_blocklist_loader registered after FogRedis replaced its "
-                    "loader; FogRedis put its own back and now consults both."
-                )
-            self.user_loader = current
-        manager.token_in_blocklist_loader(self.loader)
-        self._installed = True
+
+# A JWTManager keeps one blocklist callback for every app it serves, so the
+# callback registered is this one function, which finds the current app's
+# blocklist when called. Loaders the user registered are kept per manager.
+_user_loaders: weakref.WeakKeyDictionary[Any, BlocklistLoader] = weakref.WeakKeyDictionary()
+_managers_seen: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def blocklist_loader(jwt_header: dict[str, Any], jwt_payload: dict[str, Any]) -> bool:
+    """The token-in-blocklist callback FogRedis registers: revoked if the
+    current app's blocklist or the user's own loader says so."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    for state in app.extensions.get(EXTENSION_KEY, {}).values():
+        revocations: Revocations = state.revocations
+        if revocations.auto_register and revocations.check_request(jwt_payload):
+            return True
+    user_loader = _user_loaders.get(app.extensions.get(JWT_EXTENSION_KEY))
+    return bool(user_loader(jwt_header, jwt_payload)) if user_loader else False
+
+
+def install_loader(app: Flask) -> None:
+    """Put :func:`blocklist_loader` on the app's JWTManager, if there is one,
+    keeping a loader registered before it (or after it: it is chained then,
+    with a warning)."""
+    manager = app.extensions.get(JWT_EXTENSION_KEY)
+    if manager is None:
+        return
+    current = manager._token_in_blocklist_callback
+    if current is blocklist_loader:
+        return
+    if current.__module__ != "flask_jwt_extended.default_callbacks":
+        if manager in _managers_seen:
+            logger.warning(
+                "A token_in_blocklist_loader registered after FogRedis replaced its "
+                "loader; FogRedis put its own back and now consults both."
+            )
+        _user_loaders[manager] = current
+    manager.token_in_blocklist_loader(blocklist_loader)
+    _managers_seen.add(manager)
 
 
 def token_lifetime(config: Mapping[str, Any], leeway: float) -> float | None:

@@ -293,3 +293,20 @@ def test_identities_are_data_not_patterns() -> None:
         fog.revoke_all_tokens("a*")
     assert client.get("/protected", headers=bearer(star)).status_code == 401
     assert client.get("/protected", headers=bearer(plain)).status_code == 200
+
+
+def test_one_jwt_manager_serving_two_apps_keeps_their_blocklists_apart() -> None:
+    manager, fog = JWTManager(), FogRedis()
+    apps = []
+    for _ in range(2):
+        app = make_app(REDIS_URL="memory://", JWT_SECRET_KEY=SECRET_KEY)
+        manager.init_app(app)
+        fog.init_app(app)
+        add_views(app)
+        apps.append(app)
+    first, second = apps
+    with first.app_context():
+        token = create_access_token("alice")
+        fog.revoke_all_tokens("alice")
+    assert first.test_client().get("/protected", headers=bearer(token)).status_code == 401
+    assert second.test_client().get("/protected", headers=bearer(token)).status_code == 200

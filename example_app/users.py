@@ -1,0 +1,34 @@
+"""Demo users. Passwords are kept only as hashes; set ``DEMO_USERS`` in the
+config to replace them."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+# A fixed hash to compare against for unknown users, so that a login for a
+# name that does not exist costs as much as one with a wrong password.
+_DUMMY_HASH = generate_password_hash("not-a-user")
+
+
+def default_users() -> dict[str, dict[str, Any]]:
+    """alice (a user) and admin (an administrator); the password is
+    ``DEMO_PASSWORD`` from the environment, ``demo-password`` by default."""
+    password = os.environ.get("DEMO_PASSWORD", "demo-password")
+    return {
+        "alice": {"password_hash": generate_password_hash(password), "roles": ["user"]},
+        "admin": {"password_hash": generate_password_hash(password), "roles": ["user", "admin"]},
+    }
+
+
+def authenticate(
+    users: dict[str, dict[str, Any]], username: str, password: str
+) -> dict[str, Any] | None:
+    """The user record if the password matches, else None."""
+    user = users.get(username)
+    stored = user["password_hash"] if user else _DUMMY_HASH
+    if check_password_hash(stored, password) and user is not None:
+        return user
+    return None
