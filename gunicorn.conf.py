@@ -1,10 +1,14 @@
 """Gunicorn settings for the example app.
 
-On the embedded store (no REDIS_URL) there is one worker with threads: the
-store lives in one process, so several workers would each see their own.
+With ``REDIS_URL`` set: several workers, each with its own pool of
+``REDIS_POOL_SIZE`` connections (keep it at least ``THREADS``). Without it,
+the embedded store lives inside one process, so there is one worker with
+threads: several workers would each see a store of their own, and a token
+revoked through one would still pass through the others.
 """
 
 import os
+from typing import Any
 
 from example_app import fog
 
@@ -14,13 +18,16 @@ if os.environ.get("REDIS_URL"):
 else:
     workers = 1
 threads = int(os.environ.get("THREADS", 4))
+# The app (and its pools) is built once in the master; each worker's pool
+# starts afresh after the fork.
 preload_app = True
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
+accesslog = os.environ.get("ACCESS_LOG") or None
 
 
-def worker_exit(server: object, worker: object) -> None:
+def worker_exit(server: Any, worker: Any) -> None:
     """Close the worker's Redis connections as it exits."""
     app = getattr(worker, "wsgi", None)
     if app is not None:

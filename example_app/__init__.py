@@ -30,6 +30,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         REDIS_CACHE_URL=os.environ.get("REDIS_CACHE_URL") or None,
         JWT_SECRET_KEY=os.environ.get("JWT_SECRET_KEY"),
         REPORT_COMPUTE_SECONDS=0.2,
+        REPORTS_DATABASE=os.environ.get("REPORTS_DATABASE")
+        or os.path.join(app.instance_path, "reports.sqlite3"),
     )
     app.config.update(config or {})
     if not app.config["JWT_SECRET_KEY"]:
