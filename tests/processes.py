@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class Gunicorn:
     """``gunicorn APP`` on a free loopback port with the given environment."""
 
-    def __init__(self, app: str, env: dict[str, str], *args: str, log: Path,
-                 port: int | None = None) -> None:
+    def __init__(
+        self, app: str, env: dict[str, str], *args: str, log: Path, port: int | None = None
+    ) -> None:
         self.port = port or free_port()
         self.log = log
         environment = {**os.environ, **env, "PYTHONPATH": str(ROOT)}

@@ -31,7 +31,7 @@ def _substitute(text: str, env: dict[str, str]) -> str:
 
     def value(match: re.Match[str]) -> str:
         name, how, rest = match.group(1), match.group(2) or "", match.group(3) or ""
-        if name in env and env[name]:
+        if env.get(name):
             return env[name]
         if how.endswith("?"):
             raise KeyError(f"{name}: {rest}")
@@ -46,10 +46,20 @@ def _redis_from_compose(name: str, tmp_path: Path) -> RedisServer:
     assert command[0] == "redis-server"
     server = RedisServer(tmp_path / name, password=PASSWORD)
     # The service's own flags, exactly, plus where this machine runs it.
-    server.command = lambda: [  # type: ignore[method-assign]
-        server.binary, *command[1:], "--port", str(server.port), "--bind", "127.0.0.1",
-        "--dir", str(server.directory), "--logfile", str(server.directory / "redis.log"),
-    ]
+    server.command = (
+        lambda: [  # type: ignore[method-assign]
+            server.binary,
+            *command[1:],
+            "--port",
+            str(server.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(server.directory),
+            "--logfile",
+            str(server.directory / "redis.log"),
+        ]
+    )
     return server.start()
 
 
@@ -111,11 +121,14 @@ def test_app_service_command_serves_health(tmp_path: Path) -> None:
     app = compose["services"]["app"]
     assert app["depends_on"]["redis"]["condition"] == "service_healthy"
     port = free_port()
-    env = {name: _substitute(str(value), {"REDIS_PASSWORD": PASSWORD, "JWT_SECRET_KEY": JWT_KEY})
-           for name, value in app["environment"].items()}
+    env = {
+        name: _substitute(str(value), {"REDIS_PASSWORD": PASSWORD, "JWT_SECRET_KEY": JWT_KEY})
+        for name, value in app["environment"].items()
+    }
     env["REDIS_URL"] = env["REDIS_URL"].replace("@redis:6379", f"@127.0.0.1:{main.port}")
     env["REDIS_CACHE_URL"] = env["REDIS_CACHE_URL"].replace(
-        "@redis-cache:6379", f"@127.0.0.1:{cache.port}")
+        "@redis-cache:6379", f"@127.0.0.1:{cache.port}"
+    )
     env["BIND"] = f"127.0.0.1:{port}"
     command = app["command"]
     assert command[0] == "gunicorn"

@@ -20,15 +20,17 @@ class Client:
     def __init__(self, server: Gunicorn) -> None:
         self.server = server
 
-    def call(self, path: str, method: str = "GET", body: Any = None,
-             token: str | None = None) -> tuple[int, dict[str, str], Any]:
+    def call(
+        self, path: str, method: str = "GET", body: Any = None, token: str | None = None
+    ) -> tuple[int, dict[str, str], Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         status, response_headers, raw = self.server.request(path, method, body, headers)
         return status, response_headers, json.loads(raw) if raw else None
 
     def login(self) -> dict[str, str]:
-        status, _, body = self.call("/auth/login", "POST",
-                                    {"username": "alice", "password": "demo-password"})
+        status, _, body = self.call(
+            "/auth/login", "POST", {"username": "alice", "password": "demo-password"}
+        )
         assert status == 200, body
         return dict(body)
 
@@ -38,16 +40,31 @@ def _pids_answering(log: Path, marker: str) -> set[str]:
 
 
 @pytest.mark.slow
-def test_everything_under_gunicorn_with_redis_failing(redis_factory: ServerFactory,
-                                                       tmp_path: Path) -> None:
+def test_everything_under_gunicorn_with_redis_failing(
+    redis_factory: ServerFactory, tmp_path: Path
+) -> None:
     redis_server = redis_factory("--appendonly", "yes")
     access = tmp_path / "access.log"
-    env = {"REDIS_URL": redis_server.url, "WEB_CONCURRENCY": "2", "THREADS": "4",
-           "JWT_SECRET_KEY": JWT_KEY, "REPORTS_DATABASE": str(tmp_path / "reports.sqlite3")}
-    server = Gunicorn("wsgi:app", env, "-c", "gunicorn.conf.py", "--log-level", "info",
-                      "--access-logfile", str(access),
-                      "--access-logformat", "%(p)s %(m)s %(U)s %(s)s",
-                      log=tmp_path / "gunicorn.log")
+    env = {
+        "REDIS_URL": redis_server.url,
+        "WEB_CONCURRENCY": "2",
+        "THREADS": "4",
+        "JWT_SECRET_KEY": JWT_KEY,
+        "REPORTS_DATABASE": str(tmp_path / "reports.sqlite3"),
+    }
+    server = Gunicorn(
+        "wsgi:app",
+        env,
+        "-c",
+        "gunicorn.conf.py",
+        "--log-level",
+        "info",
+        "--access-logfile",
+        str(access),
+        "--access-logformat",
+        "%(p)s %(m)s %(U)s %(s)s",
+        log=tmp_path / "gunicorn.log",
+    )
     client = Client(server)
     try:
         # Cache: MISS, then HIT (from whichever worker); a write invalidates.
@@ -61,9 +78,12 @@ def test_everything_under_gunicorn_with_redis_failing(redis_factory: ServerFacto
         # Logout: the old token is refused by every worker.
         tokens = client.login()
         assert client.call("/me", token=tokens["access_token"])[0] == 200
-        status, _, body = client.call("/auth/logout", "POST",
-                                      {"refresh_token": tokens["refresh_token"]},
-                                      token=tokens["access_token"])
+        status, _, body = client.call(
+            "/auth/logout",
+            "POST",
+            {"refresh_token": tokens["refresh_token"]},
+            token=tokens["access_token"],
+        )
         assert body == {"revoked": ["access", "refresh"]}
         access.write_text("")
         for _ in range(30):

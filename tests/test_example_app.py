@@ -17,13 +17,14 @@ PASSWORD = "demo-password"
 
 
 @pytest.fixture
-def app() -> Iterator[Flask]:
+def app(tmp_path: Path) -> Iterator[Flask]:
     app = create_app(
         {
             "TESTING": True,
             "REDIS_URL": "memory://",
             "REPORT_COMPUTE_SECONDS": 0,
             "JWT_SECRET_KEY": "example-test-key-that-is-long-enough-for-hs256",
+            "REPORTS_DATABASE": str(tmp_path / "reports.sqlite3"),
         }
     )
     yield app
