@@ -36,8 +36,17 @@ class RedisServer:
     """One redis-server in its own directory; start, stop, kill, restart."""
 
     def __init__(
-        self, directory: Path, *args: str, password: str | None = None, port: int | None = None
+        self,
+        directory: Path,
+        *args: str,
+        password: str | None = None,
+        port: int | None = None,
+        exact: bool = False,
     ) -> None:
+        """``args`` go after the test defaults (no persistence, ``--requirepass``
+        from ``password``); with ``exact``, they are the only flags besides
+        port, bind address, directory and log file."""
+        self.exact = exact
         self.binary = require("redis-server")
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -52,24 +61,22 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def command(self) -> list[str]:
-        cmd = [
-            self.binary,
+        where = [
             "--port",
             str(self.port),
             "--bind",
             "127.0.0.1",
             "--dir",
             str(self.directory),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
             "--logfile",
             str(self.directory / "redis.log"),
         ]
+        if self.exact:
+            return [self.binary, *self.args, *where]
+        defaults = ["--save", "", "--appendonly", "no"]
         if self.password:
-            cmd += ["--requirepass", self.password]
-        return cmd + self.args
+            defaults += ["--requirepass", self.password]
+        return [self.binary, *where, *defaults, *self.args]
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.process = subprocess.Popen(

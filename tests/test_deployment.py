@@ -44,22 +44,8 @@ def _redis_from_compose(name: str, tmp_path: Path) -> RedisServer:
     service = _compose()["services"][name]
     command = [_substitute(str(part), {"REDIS_PASSWORD": PASSWORD}) for part in service["command"]]
     assert command[0] == "redis-server"
-    server = RedisServer(tmp_path / name, password=PASSWORD)
     # The service's own flags, exactly, plus where this machine runs it.
-    server.command = (
-        lambda: [  # type: ignore[method-assign]
-            server.binary,
-            *command[1:],
-            "--port",
-            str(server.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(server.directory),
-            "--logfile",
-            str(server.directory / "redis.log"),
-        ]
-    )
+    server = RedisServer(tmp_path / name, *command[1:], password=PASSWORD, exact=True)
     return server.start()
 
 
