@@ -1,0 +1,280 @@
+"""A near cache: recent answers kept in process memory, invalidated by Redis.
+
+One listener connection per process (per Redis) turns on ``CLIENT TRACKING``
+in broadcast mode for the extension's key prefixes, redirected to itself,
+and subscribes to ``__redis__:invalidate`` (RESP2, so it works on every
+redis-py from 5.0.1 and on Redis 6+; redis-py's own client-side cache needs
+RESP3 and a newer server). Every write, deletion or expiry of a key under
+those prefixes, by any client, reaches every process as an invalidation
+message, and the local copy is dropped.
+
+Why a local copy is never staler than one network delivery:
+
+- A read first puts a placeholder for its key, then asks Redis, and stores
+  the answer only if the placeholder is still there. A write that Redis
+  applies after the read sends its invalidation after the read's reply; if
+  the invalidation is processed before the reply arrives, it removes the
+  placeholder and the stale answer is not stored; if after, it removes the
+  stored answer. A write applied before the read is already in the answer.
+- While the listener is not subscribed (starting, reconnecting, after a
+  CLIENT KILL or a Redis restart), or when a PING through it is not
+  answered in time (it is behind), the cache is flushed and bypassed, and
+  every read that began before is discarded (an epoch counter): nothing
+  learned while invalidations could have been missed is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+from redis.connection import AbstractConnection
+
+from .config import Settings
+from .connections import connection_options
+
+logger = logging.getLogger("flask_fogredis")
+
+CHANNEL = "__redis__:invalidate"
+_ENTRY_OVERHEAD = 100  # bytes a cached entry costs beyond its key and value
+
+
+class _Pending:
+    """A read in flight: its answer is kept only if this is still there."""
+
+    __slots__ = ("epoch",)
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+class NearCache:
+    """Process-local copies of keys under ``prefixes``, bounded in entries
+    and bytes (least recently used first out)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        prefixes: Sequence[str],
+        max_entries: int,
+        max_bytes: int,
+        ping_interval: float = 1.0,
+    ) -> None:
+        self._settings = settings
+        self._prefixes = tuple(prefixes)
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._ping_interval = ping_interval
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, Any] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self._bytes = 0
+        self._epoch = 0
+        self._healthy = False
+        self._pid: int | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._connection: AbstractConnection | None = None
+        self.hits = self.misses = self.invalidations = self.flushes = 0
+
+    # -- reads ----------------------------------------------------------
+
+    def lookup(self, keys: Sequence[str]) -> list[Any] | None:
+        """The local values of all ``keys``, or None if any is missing (or
+        the cache is bypassed). A value may be None: "absent in Redis"."""
+        self._ensure_listener()
+        with self._lock:
+            if not self._healthy:
+                return None
+            values = []
+            for key in keys:
+                value = self._entries.get(key, _Pending)
+                if value is _Pending or isinstance(value, _Pending):
+                    self.misses += 1
+                    return None
+                values.append(value)
+            for key in keys:
+                self._entries.move_to_end(key)
+            self.hits += 1
+            return values
+
+    def begin(self, keys: Iterable[str]) -> _Pending | None:
+        """Mark ``keys`` as being read from Redis; pass the result to
+        :meth:`fill` with the answers."""
+        self._ensure_listener()
+        with self._lock:
+            if not self._healthy:
+                return None
+            pending = _Pending(self._epoch)
+            for key in keys:
+                self._drop(key)
+                self._entries[key] = pending
+                self._sizes[key] = 0
+            return pending
+
+    def fill(self, pending: _Pending | None, items: Iterable[tuple[str, Any]]) -> None:
+        """Keep the answers of a read, unless it was overtaken by an
+        invalidation, a flush or a reconnect."""
+        if pending is None:
+            return
+        with self._lock:
+            if not self._healthy or pending.epoch != self._epoch:
+                return
+            for key, value in items:
+                if self._entries.get(key) is not pending:
+                    continue
+                size = _ENTRY_OVERHEAD + len(key) + (len(value) if value else 0)
+                if size > self.max_bytes:
+                    self._drop(key)
+                    continue
+                self._entries[key] = value
+                self._sizes[key] = size
+                self._bytes += size
+                self._entries.move_to_end(key)
+            self._evict()
+
+    def stats(self) -> dict[str, int | bool]:
+        with self._lock:
+            return {
+                "healthy": self._healthy,
+                "entries": len(self._entries),
+                "bytes": self._bytes,
+                "hits": self.hits,
+                "misses": self.misses,
+                "invalidations": self.invalidations,
+                "flushes": self.flushes,
+            }
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    # -- bookkeeping (callers hold the lock) ------------------------------
+
+    def _drop(self, key: str) -> None:
+        self._entries.pop(key, None)
+        self._bytes -= self._sizes.pop(key, 0)
+
+    def _evict(self) -> None:
+        while self._entries and (
+            len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+        ):
+            key = next(iter(self._entries))
+            self._drop(key)
+
+    def _flush(self, healthy: bool) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._sizes.clear()
+            self._bytes = 0
+            self._epoch += 1
+            self._healthy = healthy
+            self.flushes += 1
+
+    def _invalidate(self, keys: Iterable[bytes | str] | None) -> None:
+        if keys is None:  # FLUSHDB, FLUSHALL, or a tracking table overflow
+            self._flush(self._healthy)
+            return
+        with self._lock:
+            for key in keys:
+                self._drop(key.decode() if isinstance(key, bytes) else key)
+                self.invalidations += 1
+
+    # -- the listener ---------------------------------------------------
+
+    def _ensure_listener(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            # First use in this process (or first after a fork): the parent's
+            # listener and entries are not ours.
+            self._pid = os.getpid()
+            self._entries.clear()
+            self._sizes.clear()
+            self._bytes = 0
+            self._healthy = False
+            self._epoch += 1
+            self._stop = threading.Event()
+            self._connection = None
+            self._thread = threading.Thread(
+                target=self._listen, name="fogredis-near-cache", daemon=True
+            )
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop the listener and drop every entry."""
+        self._stop.set()
+        connection = self._connection
+        if connection is not None and self._pid == os.getpid():
+            connection.disconnect()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2)
+        self._flush(False)
+        self._pid = None
+
+    def _listen(self) -> None:
+        pause = 0.05
+        while not self._stop.is_set():
+            try:
+                self._subscribe_and_read()
+            except Exception as exc:  # the listener must outlive any failure
+                if not self._stop.is_set():
+                    logger.warning(
+                        "Near cache bypassed until its invalidation channel is back (%s)",
+                        type(exc).__name__,
+                    )
+            finally:
+                if self._healthy:
+                    pause = 0.05
+                self._flush(False)
+                if self._connection is not None:
+                    self._connection.disconnect()
+            self._stop.wait(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _subscribe_and_read(self) -> None:
+        connection_class, options = connection_options(self._settings)
+        options.pop("fog_retry_attempts", None)
+        options.pop("fog_retry_backoff", None)
+        options.update(protocol=2, socket_timeout=self._ping_interval * 2, health_check_interval=0)
+        connection = connection_class(**options)
+        self._connection = connection
+        connection.connect()
+        connection.send_command("CLIENT", "ID")
+        client_id = connection.read_response()
+        args: list[Any] = ["CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST"]
+        for prefix in self._prefixes:
+            args += ["PREFIX", prefix]
+        connection.send_command(*args)
+        connection.read_response()
+        connection.send_command("SUBSCRIBE", CHANNEL)
+        connection.read_response()
+        self._flush(True)
+        # A PING every interval proves the channel is alive and not behind:
+        # its answer comes after every invalidation sent before it.
+        ping_sent: float | None = None
+        last_pong = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if ping_sent is None and now - last_pong >= self._ping_interval:
+                connection.send_command("PING")
+                ping_sent = now
+            elif ping_sent is not None and now - ping_sent > self._ping_interval:
+                raise redis.TimeoutError("the invalidation channel is behind")
+            if not connection.can_read(timeout=self._ping_interval / 4):
+                continue
+            message = connection.read_response()
+            kind = message[0]
+            if kind in (b"message", "message"):
+                self._invalidate(message[2])
+            elif kind in (b"pong", "pong"):
+                ping_sent, last_pong = None, time.monotonic()
