@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from flask import Flask, current_app, has_app_context
 
+from .cli import fogredis_cli
 from .config import EXTENSION_KEY, Settings, read_settings
 from .connections import build_pool, translated
 from .errors import NotInitializedError, RedisUnavailableError
@@ -109,6 +110,7 @@ class FogRedis:
         state = AppState(settings, app.config)
         register_endpoints(app, state)
         states[self.config_prefix] = state
+        app.cli.add_command(fogredis_cli)
         self._warn_if_unsafe(app, state)
         self._hook_revocation(app, state)
 
