@@ -255,11 +255,15 @@ def test_gunicorn_workers_report_sums_in_multiprocess_mode(
                     sent["hits"] += 1
                     sent["revocations"] += 1
 
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        # On a loaded machine one worker may take a whole batch: send more
+        # until both have counted, or the sums would prove nothing.
+        deadline = time.monotonic() + 60
+        while len(pids) < 2 and time.monotonic() < deadline:
+            threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
         assert len(pids) == 2, "both workers must have counted for the sums to mean anything"
         scrapes = []
         for _ in range(8):
@@ -268,10 +272,10 @@ def test_gunicorn_workers_report_sums_in_multiprocess_mode(
             scrapes.append(parse(body.decode()))
     finally:
         server.stop()
-    assert sent == {"hits": 60, "revocations": 60}
+    assert sent["hits"] == sent["revocations"] >= 60
     for samples in scrapes:
-        assert value(samples, "fogredis_cache_hits_total", namespace="pages") == 60
-        assert value(samples, "fogredis_revocations_total") == 60
+        assert value(samples, "fogredis_cache_hits_total", namespace="pages") == sent["hits"]
+        assert value(samples, "fogredis_revocations_total") == sent["revocations"]
         assert value(samples, "fogredis_pool_size") == 10
         assert value(samples, "fogredis_pool_in_use") == 0
         assert value(samples, "fogredis_pool_waiting") == 0
