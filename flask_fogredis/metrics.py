@@ -219,7 +219,10 @@ class SharedStats(Stats):
 
     def count(self, name: str, amount: int = 1) -> None:
         super().count(name, amount)
-        self._shared_counters[name].inc(amount)
+        # A counter Stats has and COUNTERS does not list is not exported.
+        shared = self._shared_counters.get(name)
+        if shared is not None:
+            shared.inc(amount)
 
     def cache_event(self, namespace: str, kind: str) -> None:
         super().cache_event(namespace, kind)
