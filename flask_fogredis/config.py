@@ -17,6 +17,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ConfigurationError
 
+# Where each app keeps its states: ``app.extensions[EXTENSION_KEY][prefix]``.
+EXTENSION_KEY = "fogredis"
+
 
 @dataclass(frozen=True)
 class Option:
@@ -78,6 +81,33 @@ CONNECTION_OPTIONS: tuple[Option, ...] = (
 
 OPTIONS: tuple[Option, ...] = (
     *CONNECTION_OPTIONS,
+    Option("HEALTH_ENABLED", True, "Serve the health endpoint."),
+    Option(
+        "HEALTH_URL",
+        None,
+        "Path of the health endpoint. Default: `/health/redis`; with another "
+        "config prefix, `/health/` and the prefix in lower case with `-` for `_` "
+        "(`CACHE_REDIS`: `/health/cache-redis`).",
+    ),
+    Option(
+        "HEALTH_CACHE_SECONDS",
+        1.0,
+        "Seconds a check's result answers the health endpoint before the next "
+        "PING (0: every request waits for a check of its own, still one at a time).",
+    ),
+    Option(
+        "HEALTH_DETAILS_TOKEN",
+        None,
+        "Turns on the detailed health report and is the credential it "
+        "requires (`Authorization: Bearer <token>`). Off when unset.",
+    ),
+    Option("METRICS_ENABLED", True, "Serve Prometheus metrics."),
+    Option("METRICS_URL", "/metrics", "Path of the metrics endpoint."),
+    Option(
+        "METRICS_TOKEN",
+        None,
+        "When set, the metrics endpoint requires it (`Authorization: Bearer <token>`).",
+    ),
     Option(
         "CACHE_URL",
         None,

@@ -6,9 +6,11 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from functools import partial
+from queue import Empty, LifoQueue
+from typing import Any, Optional
 
 import redis
 from redis.connection import (
@@ -118,19 +120,65 @@ def connection_options(settings: Settings) -> tuple[type[AbstractConnection], di
     return (FogSSLConnection if target.scheme == "rediss" else FogConnection), options
 
 
-def build_pool(settings: Settings) -> BlockingConnectionPool:
-    """The blocking pool for ``settings``: created empty, it connects lazily."""
+class PoolQueue(LifoQueue[Optional[AbstractConnection]]):
+    """The blocking pool's free slots, counting the callers waiting for one.
+
+    A caller that finds a slot free never counts as waiting, so the common
+    path costs one extra non-blocking ``get``. ``observe``, when given, is
+    called after every take and return (the shared metrics use it).
+    """
+
+    def __init__(self, maxsize: int, observe: Callable[[PoolQueue], None] | None = None) -> None:
+        super().__init__(maxsize)
+        self.waiting = 0
+        self._observe = observe
+
+    def get(self, block: bool = True, timeout: float | None = None) -> AbstractConnection | None:
+        try:
+            item = super().get(block=False)
+        except Empty:
+            if not block:
+                raise
+            self._count_waiter(1)
+            try:
+                item = super().get(block=True, timeout=timeout)
+            finally:
+                self._count_waiter(-1)
+        if self._observe is not None:
+            self._observe(self)
+        return item
+
+    def put(
+        self, item: AbstractConnection | None, block: bool = True, timeout: float | None = None
+    ) -> None:
+        super().put(item, block, timeout)
+        if self._observe is not None:
+            self._observe(self)
+
+    def _count_waiter(self, change: int) -> None:
+        with self.mutex:
+            self.waiting += change
+
+
+def build_pool(
+    settings: Settings, observe: Callable[[PoolQueue], None] | None = None
+) -> BlockingConnectionPool:
+    """The blocking pool for ``settings``: created empty, it connects lazily.
+    ``observe`` is told of every connection taken or returned."""
     connection_class, options = connection_options(settings)
     return BlockingConnectionPool(
         max_connections=settings.pool_size,
         timeout=settings.pool_timeout,
         connection_class=connection_class,
+        # redis-py makes a new queue after a fork by calling queue_class(size).
+        queue_class=partial(PoolQueue, observe=observe),
         **options,
     )
 
 
 def pool_stats(pool: BlockingConnectionPool) -> dict[str, int]:
-    """Size, open connections, idle and in-use connections of ``pool``."""
+    """Size, open, idle and in-use connections of ``pool``, and the callers
+    waiting for one."""
     created = len(getattr(pool, "_connections", ()))
     idle = sum(1 for conn in list(pool.pool.queue) if conn is not None)
     return {
@@ -138,6 +186,7 @@ def pool_stats(pool: BlockingConnectionPool) -> dict[str, int]:
         "open": created,
         "idle": idle,
         "in_use": max(created - idle, 0),
+        "waiting": getattr(pool.pool, "waiting", 0),
     }
 
 

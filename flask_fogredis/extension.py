@@ -14,12 +14,14 @@ import redis
 from flask import Flask, Request, current_app, has_app_context
 
 from .cache import Cache, cached_view, make_vary
-from .config import Settings, read_settings
+from .cli import fogredis_cli
+from .config import EXTENSION_KEY, Settings, read_settings
 from .connections import build_pool, translated
 from .errors import NotInitializedError, RedisUnavailableError
+from .health import read_endpoint_settings, register_endpoints
+from .metrics import SharedStats, shared_metrics
 from .probe import HealthProbe
 from .revocation import (
-    EXTENSION_KEY,
     Revocations,
     RevocationUnavailableError,
     decode,
@@ -41,10 +43,22 @@ class AppState:
 
     def __init__(self, settings: Settings, config: Mapping[str, Any]) -> None:
         self.settings = settings
-        self.pool = build_pool(settings)
+        self.endpoints = read_endpoint_settings(config, settings)
+        # Shared between gunicorn's workers when PROMETHEUS_MULTIPROC_DIR is set.
+        shared = shared_metrics() if self.endpoints.metrics_enabled else None
+        prefix = settings.prefix
+        self.stats = Stats() if shared is None else SharedStats(shared, prefix)
+        self.pool = build_pool(
+            settings, shared.pool_observer(prefix, settings.pool_size) if shared else None
+        )
         self.client = redis.Redis(connection_pool=self.pool)
-        self.probe = HealthProbe(settings, self.pool, settings.health_timeout)
-        self.stats = Stats()
+        self.probe = HealthProbe(
+            settings,
+            self.pool,
+            settings.health_timeout,
+            collect_info=self.endpoints.details_token is not None,
+            on_result=shared.probe_observer(prefix) if shared else None,
+        )
         self.revocations = Revocations(self, config)
         self.cache = Cache(self, config)
         _open_states.add(self)
@@ -106,8 +120,10 @@ class FogRedis:
             return
         settings = read_settings(app.config, self.config_prefix)
         state = AppState(settings, app.config)
+        register_endpoints(app, state)
         states[self.config_prefix] = state
-        self._warn_if_unsafe(app, settings)
+        app.cli.add_command(fogredis_cli)
+        self._warn_if_unsafe(app, state)
         self._hook_revocation(app, state)
 
     @staticmethod
@@ -121,9 +137,21 @@ class FogRedis:
             app.register_error_handler(RevocationUnavailableError, unavailable_response)
 
     @staticmethod
-    def _warn_if_unsafe(app: Flask, settings: Settings) -> None:
+    def _warn_if_unsafe(app: Flask, state: AppState) -> None:
         if app.debug or app.testing:
             return
+        settings = state.settings
+        tokens = {
+            "HEALTH_DETAILS_TOKEN": state.endpoints.details_token,
+            "METRICS_TOKEN": state.endpoints.metrics_token,
+        }
+        for name, token in tokens.items():
+            if token is not None and len(token) < 16:
+                logger.warning(
+                    "%s is shorter than 16 characters: use a random one, such as "
+                    "secrets.token_urlsafe().",
+                    settings.key(name),
+                )
         target = settings.target
         if target.scheme == "memory":
             logger.warning(
@@ -207,8 +235,8 @@ class FogRedis:
         """PING on a connection of its own, within ``REDIS_HEALTH_TIMEOUT``.
 
         Returns ``healthy``, ``connected``, ``latency_ms``, ``pool_size``,
-        ``pool_in_use`` and ``error`` (a short category, or None). Never raises
-        for an outage.
+        ``pool_in_use``, ``pool_waiting`` and ``error`` (a short category, or
+        None). Never raises for an outage.
         """
         return self.state().probe.check()
 

@@ -1,16 +1,23 @@
 """A bounded PING on a connection of its own.
 
 The probe never borrows from the app's pool, so an exhausted pool cannot make
-it wait, and its timeouts are short, so an unresponsive server cannot hang the
-caller. One check runs at a time; callers that arrive meanwhile reuse its
-result instead of sending PINGs of their own.
+it wait. The PING runs in a short-lived thread of its own and callers wait for
+its result at most the bound: however many round trips opening a connection
+takes (AUTH, HELLO, CLIENT SETINFO, SELECT), and however long an unresponsive
+server stays silent, the caller answers in time. One check is in flight at a
+time; callers that arrive meanwhile share its result, and a result younger
+than the caller's ``max_age`` is reused without any PING.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -19,85 +26,190 @@ from redis.connection import AbstractConnection
 from .config import Settings
 from .connections import connection_options, pool_stats
 
+logger = logging.getLogger("flask_fogredis")
+
+# Kept from the bound for the rest of the request once the wait is over, so
+# that the whole HTTP answer, not just the wait, fits in the bound on a busy
+# machine: a fifth of it, at most 0.2 s.
+_MARGIN = 0.2
+
+
+@dataclass(frozen=True)
+class PingResult:
+    """One check: ``connected`` means the server answered at all (a wrong
+    password or a loading dataset still counts); ``healthy``, that it
+    answered PONG in time. ``error`` is a short category, never exception
+    text. ``info`` is the server's INFO, when the probe collects it."""
+
+    healthy: bool
+    connected: bool
+    latency: float
+    error: str | None
+    info: Mapping[str, str] | None = None
+
+
+class _Flight:
+    """A check in progress, which any number of callers may wait for."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: PingResult | None = None
+
 
 class HealthProbe:
-    """PINGs Redis within ``timeout`` seconds and remembers the last answer."""
+    """PINGs Redis within ``timeout`` seconds and remembers the last answer.
+
+    ``collect_info`` adds an INFO after each successful PING (for the detailed
+    health report); ``on_result`` is called with every finished check.
+    """
 
     def __init__(
-        self, settings: Settings, pool: redis.BlockingConnectionPool, timeout: float
+        self,
+        settings: Settings,
+        pool: redis.BlockingConnectionPool,
+        timeout: float,
+        *,
+        collect_info: bool = False,
+        on_result: Callable[[PingResult], None] | None = None,
     ) -> None:
         self._settings = settings
         self._pool = pool
         self.timeout = timeout
+        self.collect_info = collect_info
+        self.on_result = on_result
         self._lock = threading.Lock()
+        self._flight: _Flight | None = None
         self._connection: AbstractConnection | None = None
-        self._pid = os.getpid()
-        self._last: dict[str, Any] | None = None
+        self._last: PingResult | None = None
         self._last_at = 0.0
         self.pings = 0
+        _probes.add(self)
+
+    @property
+    def wait_budget(self) -> float:
+        """How long a caller waits for a check: the bound minus a margin."""
+        return max(self.timeout - min(_MARGIN, self.timeout / 5), 0.001)
+
+    @property
+    def last(self) -> PingResult | None:
+        """The latest finished check, if any."""
+        return self._last
 
     def check(self, max_age: float = 0.0) -> dict[str, Any]:
-        """The health report, reusing one at most ``max_age`` seconds old."""
-        fresh = self._fresh(max_age)
-        if fresh is not None:
-            return fresh
-        # Half the bound to wait for a check in flight, half for our own PING.
-        if not self._lock.acquire(timeout=self.timeout / 2):
-            return self._report(
-                healthy=False, connected=False, latency=self.timeout / 2, error="timeout"
-            )
-        try:
-            fresh = self._fresh(max_age)
-            if fresh is not None:
-                return fresh
-            report = self._ping()
-            self._last, self._last_at = report, time.monotonic()
-            return dict(report)
-        finally:
-            self._lock.release()
+        """The health report, reusing a check at most ``max_age`` seconds old
+        (0: a fresh one, or the one in flight). Never raises for an outage."""
+        return self.report(self.result(max_age))
+
+    def result(self, max_age: float = 0.0) -> PingResult:
+        """The latest check if younger than ``max_age``; otherwise the result
+        of the check in flight (started now if there is none), or a timeout
+        if it does not finish within the bound."""
+        with self._lock:
+            last = self._last
+            if last is not None and max_age > 0 and time.monotonic() - self._last_at < max_age:
+                return last
+            flight = self._flight
+            if flight is None:
+                flight = self._flight = _Flight()
+                threading.Thread(
+                    target=self._fly, args=(flight,), name="fogredis-health", daemon=True
+                ).start()
+        if flight.done.wait(self.wait_budget) and flight.result is not None:
+            return flight.result
+        return PingResult(healthy=False, connected=False, latency=self.wait_budget, error="timeout")
+
+    def report(self, result: PingResult) -> dict[str, Any]:
+        """The public fields of ``result``, with the pool as it is now."""
+        stats = pool_stats(self._pool)
+        return {
+            "healthy": result.healthy,
+            "connected": result.connected,
+            "latency_ms": round(result.latency * 1000, 3),
+            "pool_size": stats["size"],
+            "pool_in_use": stats["in_use"],
+            "pool_waiting": stats["waiting"],
+            "error": result.error,
+        }
 
     def close(self) -> None:
         """Close the probe's connection (it reopens on the next check)."""
         with self._lock:
-            if self._connection is not None and self._pid == os.getpid():
-                self._connection.disconnect()
-            self._connection = None
+            connection, self._connection = self._connection, None
+            idle = self._flight is None
+        # A check in flight still holds the connection; it is closed when
+        # that check lets go of it.
+        if connection is not None and idle:
+            connection.disconnect()
 
-    def _fresh(self, max_age: float) -> dict[str, Any] | None:
-        last = self._last
-        if last is not None and max_age > 0 and time.monotonic() - self._last_at < max_age:
-            return dict(last)
-        return None
+    def _after_fork(self) -> None:
+        # The parent's thread and socket are not the child's: forget them
+        # (redis-py never shuts down a socket opened by another process).
+        self._lock = threading.Lock()
+        self._flight = None
+        self._connection = None
+
+    def _fly(self, flight: _Flight) -> None:
+        try:
+            result = self._ping()
+        except Exception as exc:  # a check must answer its waiters whatever happens
+            # The type only: exception text may name the host.
+            logger.warning("Redis health check failed unexpectedly: %s", type(exc).__name__)
+            result = PingResult(healthy=False, connected=False, latency=0.0, error="error")
+        try:
+            # All before the result is published: whoever sees it (a metrics
+            # scrape waiting for this check, say) sees the log line and the
+            # observer's record too.
+            self._log_change(self._last, result)
+            if self.on_result is not None:
+                self.on_result(result)
+        finally:
+            with self._lock:
+                self._last, self._last_at = result, time.monotonic()
+                if self._flight is flight:
+                    self._flight = None
+            flight.result = result
+            flight.done.set()
+
+    def _log_change(self, previous: PingResult | None, result: PingResult) -> None:
+        # Changes only: a failing Redis probed every second must not flood
+        # the log. The key names where to look; the host is not printed.
+        was_healthy = previous is None or previous.healthy
+        if was_healthy and not result.healthy:
+            logger.warning(
+                "Redis health check failing (%s): %s", self._settings.key("URL"), result.error
+            )
+        elif not was_healthy and result.healthy:
+            logger.info("Redis health check passing again (%s)", self._settings.key("URL"))
 
     def _conn(self) -> AbstractConnection:
-        if self._pid != os.getpid():
-            # Forked: the parent's socket is not ours to use or to shut down.
-            self._connection, self._pid = None, os.getpid()
         if self._connection is None:
             connection_class, options = connection_options(self._settings)
-            step = self.timeout / 2
+            budget = self.wait_budget
             options.update(
-                socket_connect_timeout=step, socket_timeout=step, health_check_interval=0
+                socket_connect_timeout=budget, socket_timeout=budget, health_check_interval=0
             )
             options.pop("fog_retry_attempts", None)
             options.pop("fog_retry_backoff", None)
             self._connection = connection_class(**options)
         return self._connection
 
-    def _ping(self) -> dict[str, Any]:
-        """One PING. ``connected`` means the server answered at all (a wrong
-        password or a loading dataset still counts); ``healthy``, that it
-        answered PONG."""
+    def _ping(self) -> PingResult:
         connection = self._conn()
         start = time.perf_counter()
         error: str | None = None
         connected = True
+        latency = 0.0
         try:
             connection.connect()
             self.pings += 1
+            sent = time.perf_counter()
             connection.send_command("PING")
-            if connection.read_response() not in ("PONG", b"PONG", True):
+            reply = connection.read_response()
+            latency = time.perf_counter() - sent
+            if reply not in ("PONG", b"PONG", True):
                 error = "unexpected reply"
+            elif time.perf_counter() - start > self.wait_budget:
+                error = "timeout"
         except redis.AuthenticationError:
             error = "authentication failed"
         except redis.BusyLoadingError:
@@ -110,22 +222,45 @@ class HealthProbe:
             error = "error"
         if error is not None:
             connection.disconnect()
-        return self._report(
-            healthy=error is None,
-            connected=connected,
-            latency=time.perf_counter() - start,
-            error=error,
-        )
+            return PingResult(
+                healthy=False,
+                connected=connected,
+                latency=time.perf_counter() - start,
+                error=error,
+            )
+        info = self._info(connection) if self.collect_info else None
+        return PingResult(healthy=True, connected=True, latency=latency, error=None, info=info)
 
-    def _report(
-        self, *, healthy: bool, connected: bool, latency: float, error: str | None
-    ) -> dict[str, Any]:
-        stats = pool_stats(self._pool)
-        return {
-            "healthy": healthy,
-            "connected": connected,
-            "latency_ms": round(latency * 1000, 3),
-            "pool_size": stats["size"],
-            "pool_in_use": stats["in_use"],
-            "error": error,
-        }
+    def _info(self, connection: AbstractConnection) -> Mapping[str, str] | None:
+        """INFO on the probe's connection; None if the server refuses it (an
+        ACL without INFO) or fails to answer."""
+        try:
+            connection.send_command("INFO")
+            return parse_info(connection.read_response())
+        except redis.RedisError:
+            connection.disconnect()
+            return None
+
+
+def parse_info(reply: object) -> dict[str, str]:
+    """INFO's ``field:value`` lines as a dict of strings."""
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, sep, value = line.partition(":")
+            if sep:
+                fields[name] = value
+    return fields
+
+
+_probes: weakref.WeakSet[HealthProbe] = weakref.WeakSet()
+
+
+def _forget_parent_checks() -> None:
+    for probe in list(_probes):
+        probe._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_checks)

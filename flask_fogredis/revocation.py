@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from flask import Flask, Response, current_app, jsonify
 
-from .config import Settings, to_bool, to_seconds
+from .config import EXTENSION_KEY, Settings, to_bool, to_seconds
 from .connections import translated
 from .errors import ConfigurationError, RedisUnavailableError, TokenError
 from .logs import RateLimitedLog
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_fogredis")
 
 JWT_EXTENSION_KEY = "flask-jwt-extended"
-EXTENSION_KEY = "fogredis"
 # Policies that let Redis drop keys with (volatile-*) or without a TTL.
 _SAFE_POLICIES = ("noeviction",)
 

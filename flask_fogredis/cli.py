@@ -1,0 +1,183 @@
+"""``flask fogredis ...``: check Redis, inspect it and revoke tokens from a shell.
+
+``init_app`` adds the group to ``app.cli``. Other modules add their commands
+to :data:`fogredis_cli`, find their state with :func:`command_state` and
+report failures with :func:`reported_errors`, so that every command exits
+the same way:
+
+- 0: done;
+- 1: Redis refused the command, or the configuration is wrong;
+- 2: bad usage (click's own);
+- 3: Redis cannot be reached: down, unreachable, too slow, credentials
+  refused, or no free connection.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .config import EXTENSION_KEY
+from .connections import translated
+from .errors import FogRedisError, RedisUnavailableError
+from .revocation import leeway_of, token_lifetime
+
+if TYPE_CHECKING:
+    from .extension import AppState
+
+EXIT_FAILED = 1
+EXIT_UNAVAILABLE = 3
+
+_PREFIX = "fogredis.config_prefix"
+
+
+class RedisUnavailableExit(click.ClickException):
+    """Redis cannot be reached: the message goes to stderr, the exit code is 3."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+@click.group("fogredis", cls=AppGroup)
+@click.option(
+    "--prefix",
+    "config_prefix",
+    metavar="PREFIX",
+    help="Config prefix of the FogRedis to use (default: REDIS, or the app's only one).",
+)
+@click.pass_context
+def fogredis_cli(ctx: click.Context, config_prefix: str | None) -> None:
+    """This app's Redis: ping it, inspect it, revoke tokens.
+
+    Exit codes: 0 done, 1 Redis refused the command or the configuration is
+    wrong, 2 bad usage, 3 Redis cannot be reached.
+    """
+    ctx.meta[_PREFIX] = config_prefix
+
+
+def command_state() -> AppState:
+    """The state of the FogRedis the running command works on (``--prefix``).
+    Raises :class:`click.UsageError` when the app has none by that prefix."""
+    states: dict[str, AppState] = current_app.extensions.get(EXTENSION_KEY, {})
+    prefix = click.get_current_context().meta.get(_PREFIX)
+    if prefix is None:
+        prefix = next(iter(states)) if len(states) == 1 else "REDIS"
+    if prefix not in states:
+        known = ", ".join(sorted(states)) or "none"
+        raise click.UsageError(
+            f"This app has no FogRedis with config prefix {prefix!r} (it has: {known})."
+        )
+    return states[prefix]
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn the extension's errors into a message on stderr and exit code 3
+    (Redis cannot be reached) or 1 (anything else)."""
+    try:
+        yield
+    except RedisUnavailableError as exc:
+        raise RedisUnavailableExit(str(exc)) from None
+    except FogRedisError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@fogredis_cli.command()
+def ping() -> None:
+    """PING Redis, waiting at most REDIS_HEALTH_TIMEOUT."""
+    state = command_state()
+    where = state.settings.target.display
+    result = state.probe.result()
+    if not result.healthy:
+        raise RedisUnavailableExit(
+            f"Redis at {where} did not answer PING within {state.probe.timeout:g} s: "
+            f"{result.error}."
+        )
+    click.echo(f"PONG from {where} in {result.latency * 1000:.2f} ms")
+
+
+@fogredis_cli.command()
+def info() -> None:
+    """Show the server and the pool: version, role, memory, clients, keys."""
+    state = command_state()
+    settings = state.settings
+    rows: dict[str, object] = {"url": settings.target.display}
+    if settings.target.scheme == "memory":  # the embedded store has no INFO
+        rows["server"] = "the embedded in-process store"
+    else:
+        with reported_errors(), translated(settings):
+            rows.update(_server_rows(state.client.info()))
+    rows["pool"] = (
+        f"{settings.pool_size} connections per process, callers wait up to "
+        f"{settings.pool_timeout:g} s for a free one"
+    )
+    for label, value in rows.items():
+        click.echo(f"{label + ':':<14}{value}")
+
+
+def _server_rows(server: dict[str, Any]) -> dict[str, object]:
+    maxmemory = server.get("maxmemory_human") if server.get("maxmemory") else "no limit"
+    keyspace = [
+        f"{name}={values['keys']}"
+        for name, values in server.items()
+        if name.startswith("db") and isinstance(values, dict)
+    ]
+    return {
+        "server": (
+            f"Redis {server.get('redis_version')} ({server.get('redis_mode', 'standalone')}, "
+            f"{server.get('role')}), up {server.get('uptime_in_seconds')} s"
+        ),
+        "clients": f"{server.get('connected_clients')} connected",
+        "memory": (
+            f"{server.get('used_memory_human')} used, max {maxmemory}, "
+            f"maxmemory-policy {server.get('maxmemory_policy')}"
+        ),
+        "evicted keys": server.get("evicted_keys"),
+        "keys": " ".join(keyspace) or "none",
+    }
+
+
+@fogredis_cli.command()
+@click.argument("jti")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    help="How long the revocation lasts (default: as long as any token of the app can live).",
+)
+def revoke(jti: str, seconds: float | None) -> None:
+    """Revoke the token whose jti claim is JTI."""
+    state = command_state()
+    with reported_errors():
+        lifetime = seconds if seconds is not None else _longest_token_life(state)
+        state.revocations.blacklist(jti, lifetime)
+    click.echo(f"Revoked token {jti} {_lasting(lifetime)}.")
+
+
+@fogredis_cli.command("revoke-user")
+@click.argument("identity")
+def revoke_user(identity: str) -> None:
+    """Log IDENTITY out everywhere: refuse every token of it issued up to now."""
+    state = command_state()
+    with reported_errors():
+        lifetime = _longest_token_life(state)
+        state.revocations.revoke_all(identity, lifetime)
+    click.echo(f"Revoked every token of {identity} issued up to now {_lasting(lifetime)}.")
+
+
+def _longest_token_life(state: AppState) -> float | None:
+    if state.revocations.max_lifetime is not None:
+        return state.revocations.max_lifetime
+    config = current_app.config
+    return token_lifetime(config, leeway_of(config))
+
+
+def _lasting(seconds: float | None) -> str:
+    if seconds is None:
+        return "with no expiry (tokens of this app may never expire)"
+    return f"for {timedelta(seconds=math.ceil(seconds))}"

@@ -1,0 +1,224 @@
+"""The health and metrics endpoints, registered by ``init_app``.
+
+``GET /health/redis`` answers 200 when a PING round trip succeeds and 503
+when it does not, within ``HEALTH_TIMEOUT``, from a check shared by every
+request of the last ``HEALTH_CACHE_SECONDS``. Its default body names no host,
+port, password, exception or INFO field; the detailed report needs the
+credential the app configures.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Flask, Response, current_app, request
+
+from .config import EXTENSION_KEY, Settings, to_bool, to_optional_str, to_seconds
+from .connections import pool_stats
+from .errors import ConfigurationError
+from .metrics import CONTENT_TYPE, render
+from .probe import PingResult
+
+if TYPE_CHECKING:
+    from .extension import AppState
+
+health_blueprint = Blueprint("fogredis_health", __name__)
+metrics_blueprint = Blueprint("fogredis_metrics", __name__)
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """The validated health and metrics keys of one config prefix."""
+
+    health_enabled: bool
+    health_url: str
+    cache_seconds: float
+    details_token: str | None
+    metrics_enabled: bool
+    metrics_url: str
+    metrics_token: str | None
+
+
+def read_endpoint_settings(config: Mapping[str, Any], settings: Settings) -> EndpointSettings:
+    """Validate the endpoint keys; raises :class:`ConfigurationError` naming
+    the key."""
+    k = settings.key
+    health_url = config[k("HEALTH_URL")]
+    if health_url is None:
+        health_url = "/health/" + settings.prefix.lower().replace("_", "-")
+    endpoints = EndpointSettings(
+        health_enabled=to_bool(k("HEALTH_ENABLED"), config[k("HEALTH_ENABLED")]),
+        health_url=_path(k("HEALTH_URL"), health_url),
+        cache_seconds=to_seconds(
+            k("HEALTH_CACHE_SECONDS"), config[k("HEALTH_CACHE_SECONDS")], allow_zero=True
+        ),
+        details_token=_token(k("HEALTH_DETAILS_TOKEN"), config[k("HEALTH_DETAILS_TOKEN")]),
+        metrics_enabled=to_bool(k("METRICS_ENABLED"), config[k("METRICS_ENABLED")]),
+        metrics_url=_path(k("METRICS_URL"), config[k("METRICS_URL")]),
+        metrics_token=_token(k("METRICS_TOKEN"), config[k("METRICS_TOKEN")]),
+    )
+    both = endpoints.health_enabled and endpoints.metrics_enabled
+    if both and endpoints.health_url == endpoints.metrics_url:
+        raise ConfigurationError(
+            f"{k('HEALTH_URL')} and {k('METRICS_URL')} are both {health_url!r}: "
+            "give them different paths."
+        )
+    return endpoints
+
+
+def _path(key: str, value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
+        raise ConfigurationError(
+            f"{key} is {value!r}: set it to a path such as '/health/redis' "
+            "(letters, digits, '.', '_', '~', '-' and '/')."
+        )
+    return value.rstrip("/") or "/"
+
+
+def _token(key: str, value: object) -> str | None:
+    token = to_optional_str(key, value)
+    if token is not None and (token != token.strip() or " " in token):
+        raise ConfigurationError(
+            f"{key} contains spaces: use a random string without spaces, such as "
+            "the output of python -c 'import secrets; print(secrets.token_urlsafe())'."
+        )
+    return token
+
+
+def register_endpoints(app: Flask, state: AppState) -> None:
+    """Serve ``state``'s health endpoint and the app's metrics endpoint, as
+    configured. Raises :class:`ConfigurationError` when a path is already a
+    route of the app. Metrics paths are shared: the metrics of every config
+    prefix on the same path come from one endpoint."""
+    endpoints, prefix = state.endpoints, state.settings.prefix
+    name = prefix.lower()
+    new_metrics = endpoints.metrics_enabled and not _serves_metrics(app, endpoints.metrics_url)
+    # Both paths are checked before either is served: no half-registered state.
+    if endpoints.health_enabled:
+        _claim(app, endpoints.health_url, state.settings, "HEALTH")
+    if new_metrics:
+        _claim(app, endpoints.metrics_url, state.settings, "METRICS")
+    if endpoints.health_enabled:
+        app.register_blueprint(
+            health_blueprint,
+            name=f"fogredis_health_{name}",
+            url_prefix=endpoints.health_url,
+            url_defaults={"config_prefix": prefix},
+        )
+    if new_metrics:
+        app.register_blueprint(
+            metrics_blueprint,
+            name=f"fogredis_metrics_{name}",
+            url_prefix=endpoints.metrics_url,
+            url_defaults={"config_prefix": prefix},
+        )
+
+
+def _claim(app: Flask, path: str, settings: Settings, what: str) -> None:
+    for rule in app.url_map.iter_rules():
+        if rule.rule == path:
+            url, enabled = settings.key(f"{what}_URL"), settings.key(f"{what}_ENABLED")
+            raise ConfigurationError(
+                f"{url} is {path!r}, which the app already serves ({rule.endpoint}): "
+                f"set {url} to another path, or {enabled} = False."
+            )
+
+
+def _serves_metrics(app: Flask, path: str) -> bool:
+    return any(
+        rule.rule == path and rule.endpoint.startswith("fogredis_metrics_")
+        for rule in app.url_map.iter_rules()
+    )
+
+
+def _states() -> dict[str, AppState]:
+    return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+
+
+@health_blueprint.get("")
+def health(config_prefix: str) -> Response:
+    """200 when Redis answered PONG in time, 503 otherwise; the detailed
+    report with the right credential."""
+    state = _states()[config_prefix]
+    token = state.endpoints.details_token
+    detailed = False
+    if token is not None:
+        credential = _bearer()
+        if credential is not None and _matches(credential, token):
+            detailed = True
+        elif request.args.get("details", "").lower() in ("1", "true", "yes", "on"):
+            return _refused(credential is None)
+    result = state.probe.result(state.endpoints.cache_seconds)
+    body = state.probe.report(result)
+    if detailed:
+        body["details"] = _details(state, result)
+    return _json(body, 200 if result.healthy else 503)
+
+
+@metrics_blueprint.get("")
+def metrics(config_prefix: str) -> Response:
+    """Every config prefix's metrics with metrics on, in the text format."""
+    states = _states()
+    token = states[config_prefix].endpoints.metrics_token
+    if token is not None:
+        credential = _bearer()
+        if credential is None or not _matches(credential, token):
+            return _refused(credential is None)
+    shown = {prefix: s for prefix, s in states.items() if s.endpoints.metrics_enabled}
+    return Response(render(shown), 200, {"Content-Type": CONTENT_TYPE, **_NO_STORE})
+
+
+def _details(state: AppState, result: PingResult) -> dict[str, Any]:
+    info = result.info or {}
+    pool = pool_stats(state.pool)
+    cache = {}
+    for namespace, counts in state.stats.cache().items():
+        looked_up = counts["hits"] + counts["misses"]
+        rate = round(counts["hits"] / looked_up, 4) if looked_up else None
+        cache[namespace] = {**counts, "hit_rate": rate}
+    return {
+        "redis_version": info.get("redis_version"),
+        "role": info.get("role"),
+        "used_memory": _int(info.get("used_memory")),
+        "maxmemory": _int(info.get("maxmemory")),
+        "maxmemory_policy": info.get("maxmemory_policy"),
+        "evicted_keys": _int(info.get("evicted_keys")),
+        "connected_clients": _int(info.get("connected_clients")),
+        "pool_in_use": pool["in_use"],
+        "pool_idle": pool["idle"],
+        "cache": cache,
+    }
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _bearer() -> str | None:
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" and credential.strip() else None
+
+
+def _matches(credential: str, token: str) -> bool:
+    return hmac.compare_digest(credential.encode(), token.encode())
+
+
+def _refused(missing: bool) -> Response:
+    if missing:
+        return _json(
+            {"error": "this report needs a credential"},
+            401,
+            {"WWW-Authenticate": 'Bearer realm="fogredis"'},
+        )
+    return _json({"error": "the credential is not accepted"}, 403)
+
+
+def _json(body: dict[str, Any], status: int, headers: Mapping[str, str] = _NO_STORE) -> Response:
+    text = current_app.json.dumps(body)
+    return Response(text, status, {**_NO_STORE, **headers}, mimetype="application/json")

@@ -1,0 +1,269 @@
+"""Prometheus metrics in the text exposition format.
+
+Two scopes. By default each process reports its own counters and pool, with
+no dependency: right for one process, and for one gunicorn worker with
+threads. With several workers a scrape reaches one of them, so when
+``PROMETHEUS_MULTIPROC_DIR`` is set, the counters and gauges are written
+through prometheus-client's multiprocess mode instead, and every scrape
+reports the sum over all workers, whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .connections import PoolQueue, pool_stats
+from .errors import ConfigurationError
+from .probe import PingResult
+from .stats import Stats
+
+if TYPE_CHECKING:
+    from .extension import AppState
+
+logger = logging.getLogger("flask_fogredis")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+NAME_PREFIX = "fogredis_"
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric: its name (without ``_total``), type and help text."""
+
+    name: str
+    kind: str
+    help: str
+
+
+POOL_SIZE = Family(
+    "fogredis_pool_size", "gauge", "Connections the pool may open, per process (POOL_SIZE)."
+)
+POOL_IN_USE = Family("fogredis_pool_in_use", "gauge", "Pooled connections lent to callers.")
+POOL_WAITING = Family(
+    "fogredis_pool_waiting", "gauge", "Callers waiting for a free pooled connection."
+)
+UP = Family("fogredis_up", "gauge", "1 if the last health-check PING got PONG in time, else 0.")
+PING_LATENCY = Family(
+    "fogredis_ping_latency_seconds",
+    "gauge",
+    "Round trip of the last health-check PING (time to failure when it failed).",
+)
+COUNTERS = {
+    "revocation_checks": Family(
+        "fogredis_revocation_checks", "counter", "JWTs checked against the revocation list."
+    ),
+    "revocations": Family("fogredis_revocations", "counter", "Revocations written."),
+    "redis_errors": Family(
+        "fogredis_redis_errors", "counter", "Operations that failed because Redis was unavailable."
+    ),
+}
+CACHE = {
+    "hits": Family("fogredis_cache_hits", "counter", "Cache hits, per namespace."),
+    "misses": Family("fogredis_cache_misses", "counter", "Cache misses, per namespace."),
+    "errors": Family(
+        "fogredis_cache_errors", "counter", "Cache operations Redis failed, per namespace."
+    ),
+}
+FAMILIES = (
+    POOL_SIZE,
+    POOL_IN_USE,
+    POOL_WAITING,
+    UP,
+    PING_LATENCY,
+    *COUNTERS.values(),
+    *CACHE.values(),
+)
+
+Sample = tuple[str, Mapping[str, str], float]
+
+
+def render(states: Mapping[str, AppState]) -> str:
+    """The metrics of ``states`` (config prefix -> state), after refreshing
+    each one's health check if its last result is older than its cache time."""
+    for state in states.values():
+        state.probe.result(state.endpoints.cache_seconds)
+    if _shared is not None:
+        return _render_shared()
+    return _render_local(states)
+
+
+def _render_local(states: Mapping[str, AppState]) -> str:
+    samples: dict[Family, list[Sample]] = {family: [] for family in FAMILIES}
+    for prefix, state in states.items():
+        labels = {"config_prefix": prefix}
+        pool = pool_stats(state.pool)
+        samples[POOL_SIZE].append((POOL_SIZE.name, labels, pool["size"]))
+        samples[POOL_IN_USE].append((POOL_IN_USE.name, labels, pool["in_use"]))
+        samples[POOL_WAITING].append((POOL_WAITING.name, labels, pool["waiting"]))
+        last = state.probe.last
+        if last is not None:
+            samples[UP].append((UP.name, labels, float(last.healthy)))
+            samples[PING_LATENCY].append((PING_LATENCY.name, labels, last.latency))
+        for name, family in COUNTERS.items():
+            samples[family].append((family.name + "_total", labels, getattr(state.stats, name)))
+        for namespace, counts in sorted(state.stats.cache().items()):
+            for kind, family in CACHE.items():
+                per_namespace = {**labels, "namespace": namespace}
+                samples[family].append((family.name + "_total", per_namespace, counts[kind]))
+    return "".join(_text(family, found) for family, found in samples.items() if found)
+
+
+def _render_shared() -> str:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    # The directory may hold the app's own metrics too; this endpoint is ours.
+    text = []
+    for metric in registry.collect():
+        if metric.name.startswith(NAME_PREFIX):
+            family = Family(metric.name, metric.type, metric.documentation)
+            found = [(s.name, s.labels, s.value) for s in metric.samples]
+            text.append(_text(family, sorted(found, key=lambda s: sorted(s[1].items()))))
+    return "".join(text)
+
+
+def _text(family: Family, samples: Iterable[Sample]) -> str:
+    shown = family.name + "_total" if family.kind == "counter" else family.name
+    help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
+    lines = [f"# HELP {shown} {help_text}\n", f"# TYPE {shown} {family.kind}\n"]
+    for name, labels, value in samples:
+        pairs = ",".join(f'{key}="{_escape(label)}"' for key, label in labels.items())
+        lines.append(f"{name}{{{pairs}}} {_number(value)}\n")
+    return "".join(lines)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+class SharedMetrics:
+    """The metrics as prometheus-client objects in multiprocess mode: each
+    process writes its own file and the endpoint adds them up.
+
+    One per process (two objects for one metric would overwrite each other's
+    file entries), labelled by config prefix.
+    """
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge
+
+        by_prefix = ["config_prefix"]
+
+        def gauge(family: Family, mode: Any) -> Gauge:
+            return Gauge(family.name, family.help, by_prefix, registry=None, multiprocess_mode=mode)
+
+        # Every process reports the same configured size: the largest is it.
+        self.pool_size = gauge(POOL_SIZE, "max")
+        # Live processes only: a dead worker lends no connections.
+        self.pool_in_use = gauge(POOL_IN_USE, "livesum")
+        self.pool_waiting = gauge(POOL_WAITING, "livesum")
+        # Whichever process checked last knows best.
+        self.up = gauge(UP, "mostrecent")
+        self.ping_latency = gauge(PING_LATENCY, "mostrecent")
+        self.counters = {
+            name: Counter(family.name, family.help, by_prefix, registry=None)
+            for name, family in COUNTERS.items()
+        }
+        self.cache = {
+            kind: Counter(family.name, family.help, [*by_prefix, "namespace"], registry=None)
+            for kind, family in CACHE.items()
+        }
+
+    def pool_observer(self, prefix: str, size: int) -> Callable[[PoolQueue], None]:
+        """Records a pool's size now and its use at every take and return."""
+        self.pool_size.labels(prefix).set(size)
+        in_use, waiting = self.pool_in_use.labels(prefix), self.pool_waiting.labels(prefix)
+
+        def observe(queue: PoolQueue) -> None:
+            in_use.set(queue.maxsize - queue.qsize())
+            waiting.set(queue.waiting)
+
+        return observe
+
+    def probe_observer(self, prefix: str) -> Callable[[PingResult], None]:
+        """Records every finished health check."""
+        up, latency = self.up.labels(prefix), self.ping_latency.labels(prefix)
+
+        def observe(result: PingResult) -> None:
+            up.set(float(result.healthy))
+            latency.set(result.latency)
+
+        return observe
+
+
+class SharedStats(Stats):
+    """:class:`Stats` that also counts into the shared metrics."""
+
+    def __init__(self, shared: SharedMetrics, prefix: str) -> None:
+        super().__init__()
+        self._prefix = prefix
+        self._shared_counters = {name: c.labels(prefix) for name, c in shared.counters.items()}
+        self._shared_cache = shared.cache
+
+    def count(self, name: str, amount: int = 1) -> None:
+        super().count(name, amount)
+        # A counter Stats has and COUNTERS does not list is not exported.
+        shared = self._shared_counters.get(name)
+        if shared is not None:
+            shared.inc(amount)
+
+    def cache_event(self, namespace: str, kind: str) -> None:
+        super().cache_event(namespace, kind)
+        self._shared_cache[kind].labels(self._prefix, namespace).inc()
+
+
+_shared: SharedMetrics | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_metrics() -> SharedMetrics | None:
+    """The process's shared metrics when ``PROMETHEUS_MULTIPROC_DIR`` is set,
+    else None. Raises :class:`ConfigurationError` when it is set but cannot
+    be used."""
+    global _shared
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return None
+    with _shared_lock:
+        if _shared is None:
+            _check_multiprocess(directory)
+            _shared = SharedMetrics()
+        return _shared
+
+
+def _check_multiprocess(directory: str) -> None:
+    try:
+        from prometheus_client import values
+    except ImportError:
+        raise ConfigurationError(
+            f"{MULTIPROC_ENV} is set, so metrics are shared between processes through "
+            "prometheus-client: pip install 'flask-fogredis[prometheus]', or unset it."
+        ) from None
+    if not os.path.isdir(directory):
+        raise ConfigurationError(
+            f"{MULTIPROC_ENV} is {directory!r}, which is not a directory: create it "
+            "(empty) before the server starts."
+        )
+    if values.ValueClass is values.MutexValue:
+        raise ConfigurationError(
+            f"prometheus-client was imported before {MULTIPROC_ENV} was set, so its "
+            "values stay per process: set the variable in the environment that starts "
+            "the server (not in code run after imports)."
+        )

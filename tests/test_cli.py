@@ -1,0 +1,193 @@
+"""``flask fogredis ...`` against real redis-servers, Redis down included."""
+
+from __future__ import annotations
+
+import time
+
+import click
+import pytest
+from click.testing import Result
+from flask import Flask
+from flask_jwt_extended import create_access_token, decode_token
+
+from flask_fogredis import FogRedis
+from flask_fogredis.cli import command_state, fogredis_cli, reported_errors
+from flask_fogredis.connections import translated
+
+from .conftest import ServerFactory, make_app
+from .jwt_helpers import bearer, jwt_app
+from .servers import RedisServer, free_port
+
+PASSWORD = "cli-secret-pw"
+DAYS_30 = 30 * 24 * 3600
+
+
+def run(app: Flask, *args: str) -> Result:
+    return app.test_cli_runner().invoke(args=["fogredis", *args])
+
+
+@pytest.fixture
+def secured(redis_factory: ServerFactory) -> RedisServer:
+    return redis_factory(password=PASSWORD)
+
+
+def test_ping(secured: RedisServer) -> None:
+    app = make_app(REDIS_URL=secured.url)
+    FogRedis(app)
+    result = run(app, "ping")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"PONG from redis://:***@127.0.0.1:{secured.port}/0 in ")
+    assert PASSWORD not in result.output
+
+
+def test_info(secured: RedisServer) -> None:
+    admin = secured.admin()
+    admin.set("a", 1)
+    admin.set("b", 2)
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+    app = make_app(REDIS_URL=secured.url, REDIS_POOL_SIZE=7)
+    FogRedis(app)
+    result = run(app, "info")
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(":", 1) for line in result.output.splitlines())
+    assert lines["url"].strip() == f"redis://:***@127.0.0.1:{secured.port}/0"
+    version = admin.info("server")["redis_version"]
+    assert lines["server"].strip().startswith(f"Redis {version} (standalone, master), up ")
+    assert "maxmemory-policy allkeys-lru" in lines["memory"]
+    assert "max no limit" in lines["memory"]
+    assert lines["keys"].strip() == "db0=2"
+    assert lines["evicted keys"].strip() == "0"
+    assert lines["pool"].strip().startswith("7 connections per process")
+    assert PASSWORD not in result.output
+
+
+def test_info_on_the_embedded_store() -> None:
+    app = make_app(REDIS_URL="memory://")
+    FogRedis(app)
+    result = run(app, "info")
+    assert result.exit_code == 0, result.output
+    assert "embedded in-process store" in result.output
+
+
+def test_revoke_a_jti_then_its_token_is_refused(redis_server: RedisServer) -> None:
+    app, _, _ = jwt_app(redis_server.url)
+    with app.app_context():
+        token = create_access_token("ada")
+        jti = decode_token(token)["jti"]
+    client = app.test_client()
+    assert client.get("/protected", headers=bearer(token)).status_code == 200
+    result = run(app, "revoke", jti)
+    assert result.exit_code == 0, result.output
+    assert f"Revoked token {jti} for 30 days" in result.output
+    assert client.get("/protected", headers=bearer(token)).status_code == 401
+    # As long as any token of the app can live (the 30-day refresh tokens).
+    assert DAYS_30 - 60 < redis_server.admin().ttl(f"fog:jwt:jti:{jti}") <= DAYS_30
+
+
+def test_revoke_for_a_given_time(redis_server: RedisServer) -> None:
+    app = make_app(REDIS_URL=redis_server.url)
+    FogRedis(app)
+    result = run(app, "revoke", "some-jti", "--seconds", "90")
+    assert result.exit_code == 0, result.output
+    assert "for 0:01:30" in result.output
+    assert 0 < redis_server.admin().ttl("fog:jwt:jti:some-jti") <= 90
+    assert run(app, "revoke", "x", "--seconds", "0").exit_code == 2
+
+
+def test_revoke_user_logs_them_out_everywhere(redis_server: RedisServer) -> None:
+    app, _, _ = jwt_app(redis_server.url)
+    with app.app_context():
+        tokens = [create_access_token("ada"), create_access_token("ada")]
+        other = create_access_token("bob")
+    result = run(app, "revoke-user", "ada")
+    assert result.exit_code == 0, result.output
+    assert "Revoked every token of ada issued up to now for 30 days" in result.output
+    client = app.test_client()
+    for token in tokens:
+        assert client.get("/protected", headers=bearer(token)).status_code == 401
+    assert client.get("/protected", headers=bearer(other)).status_code == 200
+
+
+@pytest.mark.parametrize("args", [["ping"], ["info"], ["revoke", "jti"], ["revoke-user", "ada"]])
+def test_every_command_exits_3_when_redis_is_down(secured: RedisServer, args: list[str]) -> None:
+    app = make_app(REDIS_URL=secured.url)
+    FogRedis(app)
+    secured.kill()
+    start = time.monotonic()
+    result = run(app, *args)
+    assert time.monotonic() - start < 5
+    assert result.exit_code == 3, result.output
+    assert result.output.startswith("Error: Redis at redis://:***@127.0.0.1:")
+    assert PASSWORD not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_ping_of_an_unresponsive_server_answers_within_the_bound(silent_port: int) -> None:
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{silent_port}/0")
+    FogRedis(app)
+    start = time.monotonic()
+    result = run(app, "ping")
+    assert time.monotonic() - start < 1.5
+    assert result.exit_code == 3
+    assert "did not answer PING within 1 s: timeout" in result.output
+
+
+def test_wrong_password_is_an_unavailable_redis(secured: RedisServer) -> None:
+    app = make_app(REDIS_URL=f"redis://:wrong@127.0.0.1:{secured.port}/0")
+    FogRedis(app)
+    result = run(app, "ping")
+    assert result.exit_code == 3
+    assert "authentication failed" in result.output
+    assert "wrong" not in result.output.replace("authentication failed", "")
+
+
+def test_a_refused_command_exits_1(redis_server: RedisServer) -> None:
+    redis_server.admin().replicaof("127.0.0.1", str(free_port()))
+    app = make_app(REDIS_URL=redis_server.url)
+    FogRedis(app)
+    result = run(app, "revoke", "jti")
+    assert result.exit_code == 1, result.output
+    assert "ReadOnlyError" in result.output
+
+
+def test_prefix_chooses_the_redis(redis_factory: ServerFactory) -> None:
+    main, cache = redis_factory(), redis_factory()
+    app = make_app(REDIS_URL=main.url, CACHE_REDIS_URL=cache.url)
+    FogRedis(app)
+    FogRedis(app, config_prefix="CACHE_REDIS")
+    assert f":{main.port}/" in run(app, "ping").output
+    result = run(app, "--prefix", "CACHE_REDIS", "ping")
+    assert result.exit_code == 0
+    assert f":{cache.port}/" in result.output
+    unknown = run(app, "--prefix", "NOPE", "ping")
+    assert unknown.exit_code == 2
+    assert "CACHE_REDIS, REDIS" in unknown.output
+
+
+def test_the_only_fogredis_is_chosen_whatever_its_prefix(redis_server: RedisServer) -> None:
+    app = make_app(STORE_URL=redis_server.url)
+    FogRedis(app, config_prefix="STORE")
+    assert run(app, "ping").exit_code == 0
+
+
+def test_other_modules_can_add_commands_to_the_group(secured: RedisServer) -> None:
+    @fogredis_cli.command("count-keys")
+    def count_keys() -> None:
+        state = command_state()
+        with reported_errors(), translated(state.settings):
+            click.echo(f"{state.client.dbsize()} keys")
+
+    try:
+        app = make_app(REDIS_URL=secured.url)
+        fog = FogRedis(app)
+        with app.app_context():
+            fog.set("k", "v")
+        up = run(app, "count-keys")
+        assert (up.exit_code, up.output) == (0, "1 keys\n")
+        secured.kill()
+        down = run(app, "count-keys")
+        assert down.exit_code == 3
+        assert down.output.startswith("Error: Redis at redis://:***@")
+        assert PASSWORD not in down.output
+    finally:
+        fogredis_cli.commands.pop("count-keys", None)
