@@ -265,7 +265,9 @@ class Cache:
     def warm(self, urls: Iterable[str]) -> dict[str, int]:
         """Request each URL (a path, or a full URL whose path is used) through
         the app, storing fresh results even where entries exist; returns the
-        status of each."""
+        status of each. Raises :class:`RedisUnavailableError` up front when
+        Redis cannot be reached (the views would be computed for nothing)."""
+        self._run("PING")
         client = current_app.test_client()
         results: dict[str, int] = {}
         for url in urls:

@@ -181,3 +181,28 @@ def _lasting(seconds: float | None) -> str:
     if seconds is None:
         return "with no expiry (tokens of this app may never expire)"
     return f"for {timedelta(seconds=math.ceil(seconds))}"
+
+
+@fogredis_cli.command("clear-cache")
+@click.argument("namespace")
+def clear_cache(namespace: str) -> None:
+    """Delete every cache entry of NAMESPACE, cached views included."""
+    state = command_state()
+    with reported_errors():
+        removed = state.cache.clear_namespace(namespace)
+    click.echo(f"Removed {removed} entries from cache namespace {namespace!r}.")
+
+
+@fogredis_cli.command()
+@click.argument("urls", nargs=-1, required=True)
+def warm(urls: tuple[str, ...]) -> None:
+    """Compute and store the cached views at URLS (paths like /reports) now.
+    Exits 1 if any answers other than 200."""
+    state = command_state()
+    with reported_errors():
+        results = state.cache.warm(urls)
+    for url, status in results.items():
+        click.echo(f"{status} {url}")
+    failed = [url for url, status in results.items() if status != 200]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(results)} URLs did not answer 200.")

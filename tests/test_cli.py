@@ -108,7 +108,17 @@ def test_revoke_user_logs_them_out_everywhere(redis_server: RedisServer) -> None
     assert client.get("/protected", headers=bearer(other)).status_code == 200
 
 
-@pytest.mark.parametrize("args", [["ping"], ["info"], ["revoke", "jti"], ["revoke-user", "ada"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ping"],
+        ["info"],
+        ["revoke", "jti"],
+        ["revoke-user", "ada"],
+        ["clear-cache", "ns"],
+        ["warm", "/"],
+    ],
+)
 def test_every_command_exits_3_when_redis_is_down(secured: RedisServer, args: list[str]) -> None:
     app = make_app(REDIS_URL=secured.url)
     FogRedis(app)
@@ -191,3 +201,40 @@ def test_other_modules_can_add_commands_to_the_group(secured: RedisServer) -> No
         assert PASSWORD not in down.output
     finally:
         fogredis_cli.commands.pop("count-keys", None)
+
+
+def test_clear_cache(redis_server: RedisServer) -> None:
+    app = make_app(REDIS_URL=redis_server.url)
+    fog = FogRedis(app)
+    with app.app_context():
+        for n in range(3):
+            fog.cache_set("users", str(n), "v")
+        fog.cache_set("other", "0", "kept")
+    result = run(app, "clear-cache", "users")
+    assert (result.exit_code, result.output) == (
+        0,
+        "Removed 3 entries from cache namespace 'users'.\n",
+    )
+    with app.app_context():
+        assert fog.cache_get("other", "0") == "kept"
+    assert run(app, "clear-cache", "").exit_code == 1
+
+
+def test_warm(redis_server: RedisServer) -> None:
+    app = make_app(REDIS_URL=redis_server.url)
+    fog = FogRedis(app)
+    calls: list[str] = []
+
+    @app.get("/report")
+    @fog.cached("reports")
+    def report() -> str:
+        calls.append("computed")
+        return "report"
+
+    result = run(app, "warm", "/report", "/absent")
+    assert result.exit_code == 1
+    assert "200 /report" in result.output and "404 /absent" in result.output
+    assert calls == ["computed"]
+    assert app.test_client().get("/report").headers["X-Cache"] == "HIT"
+    assert run(app, "warm", "/report").exit_code == 0
+    assert calls == ["computed", "computed"]
