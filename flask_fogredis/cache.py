@@ -33,6 +33,7 @@ from .logs import RateLimitedLog
 
 if TYPE_CHECKING:
     from .extension import AppState
+    from .near import NearCache
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -84,14 +85,22 @@ class Cache:
             main.key("CACHE_LOCK_TIMEOUT"), config[main.key("CACHE_LOCK_TIMEOUT")]
         )
         self._prefix = f"{self.settings.key_prefix}:cache:"
+        self.near: NearCache | None = None  # set by the app state when enabled
         self._stats = state.stats
         self._log = RateLimitedLog(logger, interval=30.0)
 
     def close(self) -> None:
         if self.owns_pool:
             self.pool.disconnect()
+        if self.near is not None:
+            self.near.close()
 
     # -- keys -----------------------------------------------------------
+
+    @property
+    def prefix(self) -> str:
+        """What every cache key starts with."""
+        return self._prefix
 
     def namespace_prefix(self, namespace: str) -> str:
         _check("namespace", namespace)

@@ -123,6 +123,15 @@ OPTIONS: tuple[Option, ...] = (
         "requests waiting on it compute the view themselves after that.",
     ),
     Option(
+        "NEAR_CACHE",
+        False,
+        "Answer repeated revocation checks and cache hits from process memory, kept exact "
+        "by Redis's invalidation messages (`CLIENT TRACKING`). Needs Redis 6+; not for "
+        "`memory://`.",
+    ),
+    Option("NEAR_CACHE_MAX_ENTRIES", 10_000, "Entries the near cache keeps per process."),
+    Option("NEAR_CACHE_MAX_BYTES", 64 * 1024 * 1024, "Bytes the near cache keeps per process."),
+    Option(
         "JWT_BLOCKLIST",
         True,
         "Register the revocation check on the app's flask-jwt-extended `JWTManager`.",

@@ -4,6 +4,7 @@ operations, and the health check."""
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -15,11 +16,12 @@ from flask import Flask, Request, current_app, has_app_context
 
 from .cache import Cache, cached_view, make_vary
 from .cli import fogredis_cli
-from .config import EXTENSION_KEY, Settings, read_settings
+from .config import EXTENSION_KEY, Settings, read_settings, to_bool, to_int
 from .connections import build_pool, translated
-from .errors import NotInitializedError, RedisUnavailableError
+from .errors import ConfigurationError, NotInitializedError, RedisUnavailableError
 from .health import read_endpoint_settings, register_endpoints
 from .metrics import SharedStats, shared_metrics
+from .near import NearCache
 from .probe import HealthProbe
 from .revocation import (
     Revocations,
@@ -61,13 +63,47 @@ class AppState:
         )
         self.revocations = Revocations(self, config)
         self.cache = Cache(self, config)
+        self.near = self._near_caches(config)
         _open_states.add(self)
 
+    def _near_caches(self, config: Mapping[str, Any]) -> NearCache | None:
+        """The near cache of the main Redis (revocations, and the cache when
+        it shares that Redis); the cache's own Redis gets one of its own."""
+        key = self.settings.key
+        if not to_bool(key("NEAR_CACHE"), config[key("NEAR_CACHE")]):
+            return None
+        if "memory" in (self.settings.target.scheme, self.cache.settings.target.scheme):
+            raise ConfigurationError(
+                f"{key('NEAR_CACHE')} needs a real Redis (6 or newer): memory:// cannot send "
+                "invalidations. Turn it off for the embedded store."
+            )
+        make = functools.partial(
+            NearCache,
+            max_entries=to_int(
+                key("NEAR_CACHE_MAX_ENTRIES"), config[key("NEAR_CACHE_MAX_ENTRIES")], 1
+            ),
+            max_bytes=to_int(
+                key("NEAR_CACHE_MAX_BYTES"), config[key("NEAR_CACHE_MAX_BYTES")], 1024
+            ),
+            on_event=self.stats.count,
+        )
+        if self.cache.owns_pool:
+            near = make(self.settings, [self.revocations.prefix])
+            self.cache.near = make(self.cache.settings, [self.cache.prefix])
+        else:
+            near = make(self.settings, [self.revocations.prefix, self.cache.prefix])
+            self.cache.near = near
+        self.revocations.near = near
+        return near
+
     def close(self) -> None:
-        """Close every connection; the pool reopens them on the next use."""
+        """Close every connection; the pool reopens them on the next use
+        (and the near cache restarts its listener on the next use)."""
         self.probe.close()
         self.pool.disconnect()
         self.cache.close()
+        if self.near is not None:
+            self.near.close()
 
 
 _open_states: weakref.WeakSet[AppState] = weakref.WeakSet()

@@ -63,6 +63,20 @@ COUNTERS = {
     "redis_errors": Family(
         "fogredis_redis_errors", "counter", "Operations that failed because Redis was unavailable."
     ),
+    "near_cache_hits": Family(
+        "fogredis_near_cache_hits", "counter", "Answers the near cache gave from process memory."
+    ),
+    "near_cache_misses": Family(
+        "fogredis_near_cache_misses", "counter", "Near-cache lookups that went to Redis."
+    ),
+    "near_cache_invalidations": Family(
+        "fogredis_near_cache_invalidations", "counter", "Keys Redis told the near cache to drop."
+    ),
+    "near_cache_flushes": Family(
+        "fogredis_near_cache_flushes",
+        "counter",
+        "Times the near cache was emptied (its channel went down or came back, FLUSHDB).",
+    ),
 }
 CACHE = {
     "hits": Family("fogredis_cache_hits", "counter", "Cache hits, per namespace."),

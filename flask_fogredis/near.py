@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
@@ -65,8 +65,12 @@ class NearCache:
         max_entries: int,
         max_bytes: int,
         ping_interval: float = 1.0,
+        on_event: Callable[[str, int], None] | None = None,
     ) -> None:
+        """``on_event(name, amount)`` hears of ``near_cache_hits``,
+        ``_misses``, ``_invalidations`` and ``_flushes``."""
         self._settings = settings
+        self._on_event = on_event
         self._prefixes = tuple(prefixes)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
@@ -82,6 +86,7 @@ class NearCache:
         self._stop = threading.Event()
         self._connection: AbstractConnection | None = None
         self.hits = self.misses = self.invalidations = self.flushes = 0
+        self._waiters: dict[str, list[threading.Event]] = {}
 
     # -- reads ----------------------------------------------------------
 
@@ -97,12 +102,16 @@ class NearCache:
                 value = self._entries.get(key, _Pending)
                 if value is _Pending or isinstance(value, _Pending):
                     self.misses += 1
-                    return None
+                    missed = True
+                    break
                 values.append(value)
-            for key in keys:
-                self._entries.move_to_end(key)
-            self.hits += 1
-            return values
+            else:
+                missed = False
+                for key in keys:
+                    self._entries.move_to_end(key)
+                self.hits += 1
+        self._event("near_cache_misses" if missed else "near_cache_hits", 1)
+        return None if missed else values
 
     def begin(self, keys: Iterable[str]) -> _Pending | None:
         """Mark ``keys`` as being read from Redis; pass the result to
@@ -139,6 +148,18 @@ class NearCache:
                 self._entries.move_to_end(key)
             self._evict()
 
+    def expect(self, key: str) -> threading.Event | None:
+        """An event set when Redis has sent out the invalidation of ``key``
+        (to every process, this one included), or when the cache is flushed;
+        None while the cache is bypassed."""
+        self._ensure_listener()
+        with self._lock:
+            if not self._healthy:
+                return None
+            event = threading.Event()
+            self._waiters.setdefault(key, []).append(event)
+            return event
+
     def stats(self) -> dict[str, int | bool]:
         with self._lock:
             return {
@@ -168,23 +189,38 @@ class NearCache:
             key = next(iter(self._entries))
             self._drop(key)
 
+    def _event(self, name: str, amount: int) -> None:
+        if self._on_event is not None and amount:
+            self._on_event(name, amount)
+
     def _flush(self, healthy: bool) -> None:
         with self._lock:
+            for events in self._waiters.values():
+                for event in events:
+                    event.set()
+            self._waiters.clear()
             self._entries.clear()
             self._sizes.clear()
             self._bytes = 0
             self._epoch += 1
             self._healthy = healthy
             self.flushes += 1
+        self._event("near_cache_flushes", 1)
 
     def _invalidate(self, keys: Iterable[bytes | str] | None) -> None:
         if keys is None:  # FLUSHDB, FLUSHALL, or a tracking table overflow
             self._flush(self._healthy)
             return
+        count = 0
         with self._lock:
-            for key in keys:
-                self._drop(key.decode() if isinstance(key, bytes) else key)
-                self.invalidations += 1
+            for raw in keys:
+                key = raw.decode() if isinstance(raw, bytes) else raw
+                self._drop(key)
+                for event in self._waiters.pop(key, ()):
+                    event.set()
+                count += 1
+            self.invalidations += count
+        self._event("near_cache_invalidations", count)
 
     # -- the listener ---------------------------------------------------
 

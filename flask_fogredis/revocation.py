@@ -32,12 +32,16 @@ from .logs import RateLimitedLog
 
 if TYPE_CHECKING:
     from .extension import AppState
+    from .near import NearCache
 
 logger = logging.getLogger("flask_fogredis")
 
 JWT_EXTENSION_KEY = "flask-jwt-extended"
 # Policies that let Redis drop keys with (volatile-*) or without a TTL.
 _SAFE_POLICIES = ("noeviction",)
+
+# How long a revocation waits to see its own invalidation go out.
+_INVALIDATION_WAIT = 0.1
 
 BlocklistLoader = Callable[[dict[str, Any], dict[str, Any]], bool]
 
@@ -71,6 +75,8 @@ class Revocations:
         self.max_lifetime = (
             None if lifetime is None else to_seconds(k("JWT_MAX_TOKEN_LIFETIME"), lifetime)
         )
+        self.prefix = f"{settings.key_prefix}:jwt:"
+        self.near: NearCache | None = None  # set by the app state when enabled
         self._jti_prefix = f"{settings.key_prefix}:jwt:jti:"
         self._sub_prefix = f"{settings.key_prefix}:jwt:sub:"
         self._policy_checked = False
@@ -115,9 +121,14 @@ class Revocations:
         args: list[Any] = ["SET", key, value or str(int(time.time()))]
         if ttl_ms is not None:
             args += ["PX", ttl_ms]
+        sent = self.near.expect(key) if self.near is not None else None
         with translated(self._settings):
             self._state.client.execute_command(*args)
         self._stats.count("revocations")
+        if sent is not None:
+            # Return once Redis has sent the invalidation to every process:
+            # the caller's next request, on any worker, then finds it there.
+            sent.wait(_INVALIDATION_WAIT)
 
     # -- reading --------------------------------------------------------
 
@@ -137,8 +148,7 @@ class Revocations:
         if identity is not None:
             keys.append(self._sub_prefix + _identity(identity))
         self.check_eviction_policy()
-        with translated(self._settings):
-            values = self._state.client.execute_command("MGET", *keys)
+        values = self._read(keys)
         if values[0] is not None:
             return True
         if len(values) > 1 and values[1] is not None:
@@ -146,6 +156,20 @@ class Revocations:
             # No iat: it cannot be shown to postdate the revocation.
             return issued is None or float(issued) <= math.floor(float(values[1]))
         return False
+
+    def _read(self, keys: list[str]) -> list[Any]:
+        """MGET ``keys``, from the near cache when it has them all."""
+        near = self.near
+        if near is not None:
+            values = near.lookup(keys)
+            if values is not None:
+                return values
+            pending = near.begin(keys)
+        with translated(self._settings):
+            values = self._state.client.execute_command("MGET", *keys)
+        if near is not None:
+            near.fill(pending, zip(keys, values))
+        return list(values)
 
     def check_eviction_policy(self) -> None:
         """Once per process: warn (or, strict, raise) if Redis may evict."""

@@ -18,12 +18,16 @@ class Stats:
         self.revocation_checks = 0
         self.revocations = 0
         self.redis_errors = 0
+        self.near_cache_hits = 0
+        self.near_cache_misses = 0
+        self.near_cache_invalidations = 0
+        self.near_cache_flushes = 0
         self._cache: defaultdict[str, dict[str, int]] = defaultdict(
             lambda: {"hits": 0, "misses": 0, "errors": 0}
         )
 
     def count(self, name: str, amount: int = 1) -> None:
-        """Add to ``revocation_checks``, ``revocations`` or ``redis_errors``."""
+        """Add to one of the counters above (``revocation_checks``, ...)."""
         with self._lock:
             setattr(self, name, getattr(self, name) + amount)
 

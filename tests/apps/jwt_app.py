@@ -13,7 +13,11 @@ from flask_fogredis import FogRedis
 from ..jwt_helpers import SECRET_KEY, add_views
 
 app = Flask(__name__)
-app.config.update(REDIS_URL=os.environ["REDIS_URL"], JWT_SECRET_KEY=SECRET_KEY)
+app.config.update(
+    REDIS_URL=os.environ["REDIS_URL"],
+    REDIS_NEAR_CACHE=os.environ.get("REDIS_NEAR_CACHE", "false"),
+    JWT_SECRET_KEY=SECRET_KEY,
+)
 fog = FogRedis(app)
 JWTManager(app)
 add_views(app)

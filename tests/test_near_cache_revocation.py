@@ -1,0 +1,181 @@
+"""The near cache in front of the revocation check: exact across processes,
+bypassed while its channel is down."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import statistics
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask_jwt_extended import create_access_token, decode_token
+
+from flask_fogredis import ConfigurationError, FogRedis
+
+from .conftest import make_app
+from .jwt_helpers import bearer, jwt_app
+from .processes import Gunicorn
+from .servers import RedisServer
+from .test_near_cache import wait_for
+
+
+def _near_app(url: str) -> tuple[Any, FogRedis]:
+    app, fog, _ = jwt_app(url, REDIS_NEAR_CACHE=True)
+    return app, fog
+
+
+def _checker(url: str, pipe: Connection) -> None:
+    """Process B: for each token it is sent, check it once (so that "not
+    revoked" is remembered), say so, then check until refused and send back
+    when that happened."""
+    app, fog = _near_app(url)
+    with app.app_context():
+        revocations = fog.state().revocations
+        while True:
+            payload = pipe.recv()
+            if payload is None:
+                return
+            assert revocations.is_revoked(payload, "sub") is False
+            assert revocations.is_revoked(payload, "sub") is False
+            pipe.send("ready")
+            while not revocations.is_revoked(payload, "sub"):
+                time.sleep(0.0001)  # requests arrive with gaps, as a worker's do
+            pipe.send(time.monotonic_ns())
+
+
+@pytest.mark.slow
+def test_revoked_in_one_process_refused_by_the_next_check_in_another(
+    redis_server: RedisServer,
+) -> None:
+    app, fog = _near_app(redis_server.url)
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    checker = context.Process(target=_checker, args=(redis_server.url, theirs), daemon=True)
+    checker.start()
+    delays = []
+    try:
+        with app.app_context():
+            for _ in range(200):
+                payload = decode_token(create_access_token("alice"))
+                ours.send(payload)
+                assert ours.recv() == "ready"
+                sent = time.monotonic_ns()
+                fog.revoke_token(payload)
+                assert ours.poll(5), "process B never refused the token"
+                delays.append((ours.recv() - sent) / 1e6)
+        ours.send(None)
+    finally:
+        checker.join(10)
+        if checker.is_alive():
+            checker.kill()
+    worst, median = max(delays), statistics.median(delays)
+    print(
+        f"revocation reaching another process's near cache: median {median:.2f} ms, "
+        f"worst {worst:.2f} ms over {len(delays)} trials"
+    )
+    assert worst < 1000  # exactness is the property; the figure is reported above
+
+
+def test_the_check_is_answered_from_memory(redis_server: RedisServer) -> None:
+    app, fog = _near_app(redis_server.url)
+    client = app.test_client()
+    with app.app_context():
+        token = create_access_token("alice")
+    assert client.get("/protected", headers=bearer(token)).status_code == 200
+    with app.app_context():
+        near = fog.state().near
+        assert near is not None
+        wait_for(lambda: near.healthy)
+    assert client.get("/protected", headers=bearer(token)).status_code == 200
+    admin = redis_server.admin()
+    before = admin.info("commandstats").get("cmdstat_mget", {}).get("calls", 0)
+    for _ in range(20):
+        assert client.get("/protected", headers=bearer(token)).status_code == 200
+    after = admin.info("commandstats").get("cmdstat_mget", {}).get("calls", 0)
+    assert after == before
+    with app.app_context():
+        stats = fog.state().stats
+        assert stats.near_cache_hits >= 20
+        fog.revoke_all_tokens("alice")
+    wait_for(lambda: client.get("/protected", headers=bearer(token)).status_code == 401, 2)
+
+
+def test_killed_channel_serves_no_stale_answer(redis_server: RedisServer) -> None:
+    reader, reader_fog = _near_app(redis_server.url)
+    writer, writer_fog = _near_app(redis_server.url)
+    client = reader.test_client()
+    with reader.app_context():
+        token = create_access_token("alice")
+    assert client.get("/protected", headers=bearer(token)).status_code == 200
+    with reader.app_context():
+        near = reader_fog.state().near
+        assert near is not None
+        wait_for(lambda: near.healthy)
+        assert client.get("/protected", headers=bearer(token)).status_code == 200
+        flushes = near.stats()["flushes"]
+        redis_server.admin().client_kill_filter(_type="pubsub")
+        wait_for(lambda: near.stats()["flushes"] > flushes, 2)
+        with writer.app_context():
+            writer_fog.revoke_token(token)
+        # Whatever the channel's state, the reader never answers "not revoked".
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            assert client.get("/protected", headers=bearer(token)).status_code == 401
+        assert near.healthy
+
+
+def test_redis_restart_leaves_no_stale_answer(redis_server: RedisServer) -> None:
+    app, fog = _near_app(redis_server.url)
+    client = app.test_client()
+    with app.app_context():
+        token = create_access_token("alice")
+        fog.revoke_token(token)
+        near = fog.state().near
+        assert near is not None
+    assert client.get("/protected", headers=bearer(token)).status_code == 401
+    wait_for(lambda: near.healthy)
+    assert client.get("/protected", headers=bearer(token)).status_code == 401
+    redis_server.restart()  # no persistence: the revocation is gone with it
+    wait_for(lambda: client.get("/protected", headers=bearer(token)).status_code == 200, 10)
+
+
+def test_near_cache_needs_a_real_redis() -> None:
+    with pytest.raises(ConfigurationError, match="REDIS_NEAR_CACHE"):
+        FogRedis(make_app(REDIS_URL="memory://", REDIS_NEAR_CACHE=True))
+
+
+@pytest.mark.slow
+def test_under_gunicorn_every_worker_refuses_at_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    server = Gunicorn(
+        "tests.apps.jwt_app:app",
+        {"REDIS_URL": redis_server.url, "REDIS_NEAR_CACHE": "true"},
+        "--workers",
+        "2",
+        "--preload",
+        log=tmp_path / "gunicorn.log",
+    )
+    try:
+        _, _, body = server.request("/login/alice", "POST")
+        token = json.loads(body)["token"]
+        workers = set()
+        for _ in range(40):
+            status, headers, _ = server.request("/protected", headers=bearer(token))
+            assert status == 200
+            workers.add(headers["X-Worker"])
+        assert len(workers) == 2
+        status, _, _ = server.request("/logout", "POST", headers=bearer(token))
+        assert status == 200
+        refused = set()
+        for _ in range(40):
+            status, headers, _ = server.request("/protected", headers=bearer(token))
+            assert status == 401
+            refused.add(headers["X-Worker"])
+        assert len(refused) == 2
+    finally:
+        server.stop()
