@@ -22,6 +22,8 @@ JWT_IDENTITY = "bench-user"
 CACHED_PATH = "/item"
 PROTECTED_PATH = "/me"
 HEALTH_PATH = "/health/redis"
+# Where the harness stores PAYLOAD for the one-GET app.
+FLOOR_KEY = "bench:floor"
 
 
 def _payload() -> Response:
@@ -32,6 +34,22 @@ def ceiling() -> Flask:
     """The same bytes with no I/O at all: what any cache hit can at best reach."""
     app = Flask(__name__)
     app.add_url_rule(CACHED_PATH, "item", _payload)
+    return app
+
+
+def one_get() -> Flask:
+    """One redis-py GET of the stored bytes and nothing else: no key to
+    compute, no headers to restore, no counters. A cache that costs one
+    round trip per hit cannot be faster than this."""
+    import redis
+
+    app = Flask(__name__)
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+
+    def item() -> Response:
+        return Response(client.get(FLOOR_KEY), mimetype="application/json")
+
+    app.add_url_rule(CACHED_PATH, "item", item)
     return app
 
 
@@ -120,6 +138,7 @@ def health() -> Flask:
 
 APPS = {
     "ceiling": ceiling,
+    "one_get": one_get,
     "fog_cached": fog_cached,
     "flask_caching": flask_caching,
     "jwt_fog": jwt_fog,

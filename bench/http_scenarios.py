@@ -10,7 +10,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from . import load
-from .apps import CACHED_PATH, HEALTH_PATH, JWT_IDENTITY, JWT_SECRET, PAYLOAD, PROTECTED_PATH
+from .apps import (
+    CACHED_PATH,
+    FLOOR_KEY,
+    HEALTH_PATH,
+    JWT_IDENTITY,
+    JWT_SECRET,
+    PAYLOAD,
+    PROTECTED_PATH,
+)
 from .results import Contender, Scenario
 from .servers import Gunicorn, RedisServer, SilentRedis, free_port
 
@@ -97,12 +105,14 @@ def _no_errors(scenario: Scenario) -> None:
 
 
 def cached_view(options: Options, redis_server: RedisServer) -> Scenario:
-    """1. A cache hit: ours, Flask-Caching on its RedisCache, and no I/O."""
+    """1. A cache hit: ours, Flask-Caching on its RedisCache, no I/O, and
+    one bare GET (the best any cache with one round trip per hit can do)."""
     scenario = Scenario(
         1, f"Cached view hit (GET {CACHED_PATH}, {len(PAYLOAD)} bytes of JSON)", "req/s", "rps"
     )
     scenario.columns = ["rps", "p50_ms", "p99_ms"]
-    names = ["fog_cached", "flask_caching", "ceiling"]
+    names = ["fog_cached", "flask_caching", "ceiling", "one_get"]
+    redis_server.admin().set(FLOOR_KEY, PAYLOAD)
     with serving(names, {"REDIS_URL": redis_server.url}, options.logs) as servers:
         bodies = {}
         for name in names:
@@ -118,17 +128,22 @@ def cached_view(options: Options, redis_server: RedisServer) -> Scenario:
         ours = scenario.contender("fog_cached", "Flask-FogRedis @fog.cached")
         peer = scenario.contender("flask_caching", "Flask-Caching @cache.cached, RedisCache")
         ceiling = scenario.contender("ceiling", "the same bytes, no I/O (ceiling)")
+        floor = scenario.contender("one_get", "one bare GET, no cache logic")
         alternate(
             options,
             [
                 Entry(ours, servers["fog_cached"], CACHED_PATH, {}),
                 Entry(peer, servers["flask_caching"], CACHED_PATH, {}),
                 Entry(ceiling, servers["ceiling"], CACHED_PATH, {}),
+                Entry(floor, servers["one_get"], CACHED_PATH, {}),
             ],
         )
     scenario.ratio("FogRedis / Flask-Caching", ours, peer, target=1.25)
     scenario.ratio("FogRedis / no I/O", ours, ceiling, target=0.75)
     scenario.ratio("Flask-Caching / no I/O", peer, ceiling)
+    scenario.ratio("one bare GET / no I/O", floor, ceiling)
+    scenario.ratio("FogRedis / one bare GET", ours, floor)
+    scenario.ratio("Flask-Caching / one bare GET", peer, floor)
     _no_errors(scenario)
     return scenario
 
