@@ -1,8 +1,10 @@
 # `make run`: the example app under gunicorn (embedded store unless REDIS_URL is set).
 # `make test`: installs everything, then lint, types and the whole test suite.
+# `make bench`: measures us against the peers (README, "Benchmarks"), in a venv of its own.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+BENCH_VENV ?= .venv-bench
 
 .PHONY: run test lint types pytest test-redis5 install bench clean
 
@@ -38,5 +40,16 @@ test-redis5: $(BIN)/python
 	./scripts/ensure-redis-server
 	.venv-redis5/bin/python -m pytest -q -p no:cacheprovider
 
+$(BENCH_VENV)/bin/python:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+
+# Pass options through BENCH_ARGS, e.g. BENCH_ARGS="--rounds 7 --only 1,2".
+bench: $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python -m pip install -q -e ".[bench]"
+	./scripts/ensure-redis-server
+	./scripts/ensure-wrk
+	$(BENCH_VENV)/bin/python -m bench $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) .venv-redis5 .mypy_cache .pytest_cache .ruff_cache .coverage*
+	rm -rf $(VENV) $(BENCH_VENV) bench/results .venv-redis5 .mypy_cache .pytest_cache .ruff_cache .coverage*

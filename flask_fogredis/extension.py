@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import redis
-from flask import Flask, Request, current_app, has_app_context
+from flask import Flask, Request, current_app
 
 from .cache import Cache, cached_view, make_vary
 from .cli import fogredis_cli
@@ -206,12 +206,14 @@ class FogRedis:
     def state(self) -> AppState:
         """The current app's state; raises :class:`NotInitializedError` (a
         RuntimeError) outside an app context or before ``init_app``."""
-        if not has_app_context():
+        # Every operation starts here: one context lookup, not two.
+        try:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+        except RuntimeError:
             raise NotInitializedError(
                 "FogRedis needs an application context: call it inside a request, "
                 "or wrap the code in `with app.app_context():`."
-            )
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
+            ) from None
         state = app.extensions.get(EXTENSION_KEY, {}).get(self.config_prefix)
         if state is None:
             raise NotInitializedError(
