@@ -6,16 +6,11 @@ from __future__ import annotations
 import random
 import threading
 import time
-<<<<<<< HEAD
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from queue import Empty, LifoQueue
-from typing import Any, Optional
-=======
 from types import TracebackType
-from typing import Any, Literal
->>>>>>> bench
+from typing import Any, Literal, Optional
 
 import redis
 from redis.connection import (
