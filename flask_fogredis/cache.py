@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -47,6 +48,7 @@ WARM_ENVIRON_KEY = "fogredis.cache_warm"
 _NOT_STORED = frozenset({"content-length", "x-cache", "date", "age", "set-cookie"})
 _GLOB_SPECIAL = frozenset("*?[]\\")
 _SCAN_COUNT = 1000
+_INVALIDATION_WAIT = 0.1
 _UNLINK_BATCH = 500
 
 
@@ -174,16 +176,28 @@ class Cache:
         UNLINK in batches, never KEYS; returns how many were removed."""
         pattern = glob_escape(self.namespace_prefix(namespace)) + "*"
         removed = 0
+        sent = None
         with translated(self.settings):
             batch: list[Any] = []
             for name in self.client.scan_iter(match=pattern, count=_SCAN_COUNT):
                 batch.append(name)
                 if len(batch) >= _UNLINK_BATCH:
+                    sent = self._expect(batch[-1])
                     removed += int(self.client.unlink(*batch))
                     batch.clear()
             if batch:
+                sent = self._expect(batch[-1])
                 removed += int(self.client.unlink(*batch))
+        if sent is not None:
+            # Invalidations arrive in order: once the last one is back, every
+            # process has been told of every entry removed.
+            sent.wait(_INVALIDATION_WAIT)
         return removed
+
+    def _expect(self, name: Any) -> threading.Event | None:
+        if self.near is None:
+            return None
+        return self.near.expect(name.decode() if isinstance(name, bytes) else name)
 
     # -- views ----------------------------------------------------------
 
@@ -201,13 +215,13 @@ class Cache:
         value_key, lock_key = f"{base}v:{digest}", f"{base}l:{digest}"
         if not req.environ.get(WARM_ENVIRON_KEY):
             try:
-                blob = self._run("GET", value_key, **{NEVER_DECODE: True})
+                hit = self._cached_response(value_key)
             except FogRedisError as exc:
                 self._failed(namespace, exc)
                 return _tagged(make_response(view()), "MISS")
-            if blob is not None:
+            if hit is not None:
                 self._stats.cache_event(namespace, "hits")
-                return _from_blob(blob)
+                return hit
         token = secrets.token_hex(8)
         try:
             locked = self._run("SET", lock_key, token, "NX", "PX", round(self.lock_timeout * 1000))
@@ -216,9 +230,10 @@ class Cache:
             return _tagged(make_response(view()), "MISS")
         if not locked:
             blob = self._wait(namespace, value_key, lock_key)
-            if blob is not None:
+            response = None if blob is None else _from_blob(blob)
+            if response is not None:
                 self._stats.cache_event(namespace, "hits")
-                return _from_blob(blob)
+                return response
         self._stats.cache_event(namespace, "misses")
         try:
             response = make_response(view())
@@ -227,6 +242,26 @@ class Cache:
             if locked:
                 self._release(namespace, lock_key, token)
         return _tagged(response, "MISS")
+
+    def _cached_response(self, value_key: str) -> Response | None:
+        """The stored answer for ``value_key``: from the near cache when it
+        holds an unexpired copy, else from Redis (the near cache keeps it)."""
+        near = self.near
+        pending = None
+        if near is not None:
+            found = near.lookup([value_key])
+            if found is not None:
+                if found[0] is None:
+                    return None
+                # Redis's own expiry notice may still be on its way.
+                response = _from_blob(found[0], local=True)
+                if response is not None:
+                    return response
+            pending = near.begin([value_key])
+        blob = self._run("GET", value_key, **{NEVER_DECODE: True})
+        if near is not None:
+            near.fill(pending, [(value_key, blob)])
+        return None if blob is None else _from_blob(blob)
 
     def _wait(self, namespace: str, value_key: str, lock_key: str) -> bytes | None:
         """Wait for the request holding the lock: its stored result, or None
@@ -257,10 +292,14 @@ class Cache:
     ) -> None:
         if not _cacheable(response, vary):
             return
+        now = time.time()
         meta = {
             "s": response.status_code,
             "h": [(k, v) for k, v in response.headers.items() if k.lower() not in _NOT_STORED],
-            "t": time.time(),
+            "t": now,
+            # When it expires: a near-cache copy must not outlive it while
+            # Redis's expiry notice is on its way.
+            "x": now + self._ttl_ms(ttl) / 1000,
         }
         blob = json.dumps(meta, separators=(",", ":")).encode() + b"\n" + response.get_data()
         try:
@@ -360,9 +399,14 @@ def _session_was_read() -> bool:
     return bool(getattr(opened, "accessed", False))
 
 
-def _from_blob(blob: bytes) -> Response:
+def _from_blob(blob: bytes, *, local: bool = False) -> Response | None:
+    """The response stored in ``blob``. A ``local`` (near-cache) copy past
+    its expiry gives None: Redis's own expiry notice may still be on its way.
+    """
     head, _, body = blob.partition(b"\n")
     meta = json.loads(head.decode())
+    if local and time.time() >= meta.get("x", 0):
+        return None
     # Age and X-Cache are never stored (_NOT_STORED), so they can go in with
     # the rest: one pass over the headers instead of a search per header set.
     headers = meta["h"]

@@ -87,6 +87,7 @@ class NearCache:
         self._connection: AbstractConnection | None = None
         self.hits = self.misses = self.invalidations = self.flushes = 0
         self._waiters: dict[str, list[threading.Event]] = {}
+        self._said_down = False
 
     # -- reads ----------------------------------------------------------
 
@@ -263,7 +264,9 @@ class NearCache:
             try:
                 self._subscribe_and_read()
             except Exception as exc:  # the listener must outlive any failure
-                if not self._stop.is_set():
+                # Said once each time the channel goes down, not at every retry.
+                if not self._said_down and not self._stop.is_set():
+                    self._said_down = True
                     logger.warning(
                         "Near cache bypassed until its invalidation channel is back (%s)",
                         type(exc).__name__,
@@ -295,6 +298,7 @@ class NearCache:
         connection.send_command("SUBSCRIBE", CHANNEL)
         connection.read_response()
         self._flush(True)
+        self._said_down = False
         # A PING every interval proves the channel is alive and not behind:
         # its answer comes after every invalidation sent before it.
         ping_sent: float | None = None

@@ -15,6 +15,16 @@ from .servers import RedisServer
 ServerFactory = Callable[..., RedisServer]
 
 
+@pytest.fixture(autouse=True)
+def _close_pools_after_each_test() -> Iterator[None]:
+    """Every app a test made is closed after it: pools, and near-cache
+    listeners that would otherwise keep calling a server that is gone."""
+    yield
+    from flask_fogredis.extension import _close_all
+
+    _close_all()
+
+
 @pytest.fixture
 def redis_factory(tmp_path: Path) -> Iterator[ServerFactory]:
     """Starts real redis-servers on free loopback ports; stops them after."""

@@ -3,6 +3,7 @@ bypassed while its channel is down."""
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import statistics
@@ -163,19 +164,93 @@ def test_under_gunicorn_every_worker_refuses_at_once(
     try:
         _, _, body = server.request("/login/alice", "POST")
         token = json.loads(body)["token"]
-        workers = set()
-        for _ in range(40):
-            status, headers, _ = server.request("/protected", headers=bearer(token))
-            assert status == 200
-            workers.add(headers["X-Worker"])
-        assert len(workers) == 2
+        # Concurrent requests, so that both workers serve some and cache
+        # "not revoked" in memory.
+        assert _workers_answering(server, token, 200) == 2
         status, _, _ = server.request("/logout", "POST", headers=bearer(token))
         assert status == 200
-        refused = set()
-        for _ in range(40):
-            status, headers, _ = server.request("/protected", headers=bearer(token))
-            assert status == 401
-            refused.add(headers["X-Worker"])
-        assert len(refused) == 2
+        assert _workers_answering(server, token, 401) == 2
     finally:
         server.stop()
+
+
+def _workers_answering(server: Gunicorn, token: str, expected: int) -> int:
+    """How many workers answered 40 concurrent requests; every answer must be
+    ``expected``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_: int) -> tuple[int, str]:
+        status, headers, _body = server.request("/protected", headers=bearer(token))
+        return status, headers["X-Worker"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, range(40)))
+    assert {status for status, _ in answers} == {expected}
+    return len({worker for _, worker in answers})
+
+
+def _cached_pair(url: str) -> tuple[list[Any], list[int]]:
+    """Two apps (two processes' worth of state) on one Redis, near cache on,
+    each with the same cached view."""
+    apps: list[Any] = []
+    calls: list[int] = []
+    for _ in range(2):
+        app = make_app(REDIS_URL=url, REDIS_NEAR_CACHE=True)
+        fog = FogRedis(app)
+
+        @app.get("/report")
+        @fog.cached("reports", ttl=60)
+        def report() -> str:
+            calls.append(1)
+            return f"computation {len(calls)}"
+
+        apps.append((app, fog))
+    return apps, calls
+
+
+def test_cached_hits_come_from_memory_and_clearing_reaches_the_other(
+    redis_server: RedisServer,
+) -> None:
+    (a, fog_a), (b, fog_b) = _cached_pair(redis_server.url)[0]
+    client_a, client_b = a.test_client(), b.test_client()
+    for app, fog in ((a, fog_a), (b, fog_b)):
+        with app.app_context():
+            near = fog.state().near
+            assert near is not None
+            near.lookup(["warm-up"])
+            wait_for(functools.partial(getattr, near, "healthy"))
+    assert client_a.get("/report").headers["X-Cache"] == "MISS"
+    assert client_b.get("/report").get_data() == b"computation 1"
+    admin = redis_server.admin()
+    gets = admin.info("commandstats").get("cmdstat_get", {}).get("calls", 0)
+    for _ in range(10):
+        response = client_b.get("/report")
+        assert (response.headers["X-Cache"], response.get_data()) == ("HIT", b"computation 1")
+    assert admin.info("commandstats").get("cmdstat_get", {}).get("calls", 0) == gets
+    with a.app_context():
+        assert fog_a.cache_clear_namespace("reports") == 1
+    response = client_b.get("/report")
+    assert (response.headers["X-Cache"], response.get_data()) == ("MISS", b"computation 2")
+    with a.app_context():
+        fog_a.cache_warm(["/report"])
+    assert client_b.get("/report").get_data() == b"computation 3"
+
+
+def test_a_local_copy_never_outlives_its_ttl(redis_server: RedisServer) -> None:
+    app = make_app(REDIS_URL=redis_server.url, REDIS_NEAR_CACHE=True)
+    fog = FogRedis(app)
+    calls: list[int] = []
+
+    @app.get("/short")
+    @fog.cached("short", ttl=1)
+    def short() -> str:
+        calls.append(1)
+        return str(len(calls))
+
+    client = app.test_client()
+    client.get("/short")
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline - 0.05:
+        assert client.get("/short").get_data() == b"1"
+    time.sleep(0.1)
+    assert client.get("/short").get_data() == b"2"
