@@ -33,3 +33,11 @@ def worker_exit(server: Any, worker: Any) -> None:
     if app is not None:
         with app.app_context():
             fog.disconnect()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """With shared metrics, drop a dead worker's live gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
