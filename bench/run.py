@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         steps: list[tuple[int, Callable[[], Scenario]]] = [
             (1, lambda: cached_view(options, server)),
             (2, lambda: revocation(options, server)),
-            (3, lambda: plain_operations(server.url, rounds=max(7, args.rounds), pairs=3000)),
+            (3, lambda: plain_operations(server.url, rounds=max(9, args.rounds), pairs=3000)),
             (4, lambda: pool_contention(server.url, rounds=args.rounds, seconds=2.0)),
             (5, lambda: health_storm(options)),
         ]
