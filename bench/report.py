@@ -94,7 +94,7 @@ def text(meta: dict[str, Any], scenarios: list[Scenario]) -> str:
         if s.ratios:
             rows = [["ratio", "median", "per round", "target", ""]]
             rows += [
-                [r.label, f"{r.median:.2f}x", _rounds(r), _target(r), _verdict(r)] for r in s.ratios
+                [r.label, f"{r.median:.3f}x", _rounds(r), _target(r), _verdict(r)] for r in s.ratios
             ]
             out += ["", *("   " + line for line in _grid(rows))]
         for check, ok in s.checks:
@@ -139,7 +139,7 @@ def markdown(meta: dict[str, Any], scenarios: list[Scenario]) -> str:
             out.append("| --- | ---: | --- | --- | --- |")
             for r in s.ratios:
                 out.append(
-                    f"| {r.label} | {r.median:.2f}x | {_rounds(r)} | {_target(r)} | {_verdict(r)} |"
+                    f"| {r.label} | {r.median:.3f}x | {_rounds(r)} | {_target(r)} | {_verdict(r)} |"
                 )
             out.append("")
         for check, ok in s.checks:

@@ -24,7 +24,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per scenario (>= 3)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds per scenario (>= 3)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one load run")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up per contender")
     parser.add_argument("--connections", type=int, default=16)
