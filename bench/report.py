@@ -121,7 +121,7 @@ def _heading(meta: dict[str, Any]) -> str:
 
 def markdown(meta: dict[str, Any], scenarios: list[Scenario]) -> str:
     """The table for the README."""
-    out = [_heading(meta).replace("\n", " "), ""]
+    out = [_heading(meta).replace("\n", "\n\n"), ""]
     for s in scenarios:
         out.append(f"**{s.number}. {s.title}**")
         out.append("")
