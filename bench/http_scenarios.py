@@ -284,6 +284,11 @@ def health_storm(options: Options) -> Scenario:
     hung.figures["connections_per_1k_requests"] = [
         1000 * n / r for n, r in zip(hung.figures["connections"], hung.figures["requests"])
     ]
+    scenario.notes.append(
+        "the hung Redis counts connections opened to it and PINGs received; redis-py "
+        "sends its handshake (HELLO) first and, never answered, gives up before any "
+        "PING, so each probe that reached the network shows as one connection"
+    )
     scenario.ratio("refusing: probe / no-I/O view", refused, ceiling)
     scenario.ratio("hung: probe / no-I/O view", hung, ceiling)
     for c in (refused, hung):

@@ -94,7 +94,7 @@ def text(meta: dict[str, Any], scenarios: list[Scenario]) -> str:
         if s.ratios:
             rows = [["ratio", "median", "per round", "target", ""]]
             rows += [
-                [r.label, f"{r.median:.2f}x", _rounds(r), _target(r), _verdict(r)] for r in s.ratios
+                [r.label, f"{r.median:.3f}x", _rounds(r), _target(r), _verdict(r)] for r in s.ratios
             ]
             out += ["", *("   " + line for line in _grid(rows))]
         for check, ok in s.checks:
@@ -121,7 +121,7 @@ def _heading(meta: dict[str, Any]) -> str:
 
 def markdown(meta: dict[str, Any], scenarios: list[Scenario]) -> str:
     """The table for the README."""
-    out = [_heading(meta).replace("\n", " "), ""]
+    out = [_heading(meta).replace("\n", "\n\n"), ""]
     for s in scenarios:
         out.append(f"**{s.number}. {s.title}**")
         out.append("")
@@ -139,7 +139,7 @@ def markdown(meta: dict[str, Any], scenarios: list[Scenario]) -> str:
             out.append("| --- | ---: | --- | --- | --- |")
             for r in s.ratios:
                 out.append(
-                    f"| {r.label} | {r.median:.2f}x | {_rounds(r)} | {_target(r)} | {_verdict(r)} |"
+                    f"| {r.label} | {r.median:.3f}x | {_rounds(r)} | {_target(r)} | {_verdict(r)} |"
                 )
             out.append("")
         for check, ok in s.checks:
@@ -178,7 +178,9 @@ def chart(path: Path, meta: dict[str, Any], scenarios: list[Scenario]) -> None:
         return
     height = 0.9 + 0.42 * len(bars)
     fig, ax = plt.subplots(figsize=(9.5, height))
-    labels = [f"{n}. {r.label}" for n, r in bars]
+    labels = [
+        f"{n}. {r.label}" + ("" if r.higher_is_better else " (lower is better)") for n, r in bars
+    ]
     values = [r.median for _, r in bars]
     colours = [{True: "#2e7d32", False: "#c62828", None: "#9e9e9e"}[r.met] for _, r in bars]
     ys = list(range(len(bars)))[::-1]
@@ -187,16 +189,20 @@ def chart(path: Path, meta: dict[str, Any], scenarios: list[Scenario]) -> None:
         low, high = min(r.per_round), max(r.per_round)
         ax.plot([low, high], [y, y], color="black", linewidth=1)
         if r.target is not None:
-            ax.plot([r.target, r.target], [y - 0.4, y + 0.4], color="black", linewidth=2)
+            ax.plot([r.target, r.target], [y - 0.45, y + 0.45], color="#1565c0", linewidth=3)
         ax.text(r.median + 0.02, y + 0.18, f"{r.median:.2f}x", va="bottom", fontsize=8)
     ax.set_yticks(ys)
     ax.set_yticklabels(labels, fontsize=8)
     ax.axvline(1.0, color="#555555", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("ratio (median of rounds; line: range over rounds; black mark: target)")
+    ax.set_xlabel(
+        "ratio: median of rounds (bar), range over rounds (black line), target (blue mark)"
+    )
     load = meta["load"]
     ax.set_title(
         f"Flask-FogRedis vs peers, {meta['date']}: {meta['machine']['cpus']} CPUs, "
-        f"{load['generator']} -c{load['connections']}, {load['rounds']} rounds",
+        f"{load['generator']} -c{load['connections']}, {load['rounds']} rounds in turns\n"
+        "green: target met, red: missed, grey: no target. A shared machine: "
+        "only ratios carry over.",
         fontsize=9,
     )
     fig.tight_layout()

@@ -24,7 +24,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per scenario (>= 3)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds per scenario (>= 3)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one load run")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up per contender")
     parser.add_argument("--connections", type=int, default=16)
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         steps: list[tuple[int, Callable[[], Scenario]]] = [
             (1, lambda: cached_view(options, server)),
             (2, lambda: revocation(options, server)),
-            (3, lambda: plain_operations(server.url, rounds=max(7, args.rounds), pairs=3000)),
+            (3, lambda: plain_operations(server.url, rounds=max(9, args.rounds), pairs=3000)),
             (4, lambda: pool_contention(server.url, rounds=args.rounds, seconds=2.0)),
             (5, lambda: health_storm(options)),
         ]
