@@ -53,14 +53,19 @@ def one_get() -> Flask:
     return app
 
 
-def fog_cached() -> Flask:
+def fog_cached(near: bool = False) -> Flask:
     from flask_fogredis import FogRedis
 
     app = Flask(__name__)
-    app.config["REDIS_URL"] = os.environ["REDIS_URL"]
+    app.config.update(REDIS_URL=os.environ["REDIS_URL"], REDIS_NEAR_CACHE=near)
     fog = FogRedis(app)
     app.add_url_rule(CACHED_PATH, "item", fog.cached("bench", ttl=3600)(_payload))
     return app
+
+
+def fog_cached_near() -> Flask:
+    """@fog.cached with the near cache: repeated hits from process memory."""
+    return fog_cached(near=True)
 
 
 def flask_caching() -> Flask:
@@ -93,15 +98,20 @@ def _jwt_app() -> tuple[Flask, Any]:
     return app, JWTManager(app)
 
 
-def jwt_fog() -> Flask:
+def jwt_fog(near: bool = False) -> Flask:
     """Our revocation check: the jti and the identity's log-out-everywhere
     marker, in one round trip."""
     from flask_fogredis import FogRedis
 
     app, _ = _jwt_app()
-    app.config["REDIS_URL"] = os.environ["REDIS_URL"]
+    app.config.update(REDIS_URL=os.environ["REDIS_URL"], REDIS_NEAR_CACHE=near)
     FogRedis(app)
     return app
+
+
+def jwt_fog_near() -> Flask:
+    """The same check answered from the near cache after the first request."""
+    return jwt_fog(near=True)
 
 
 def jwt_recipe() -> Flask:
@@ -140,8 +150,10 @@ APPS = {
     "ceiling": ceiling,
     "one_get": one_get,
     "fog_cached": fog_cached,
+    "fog_cached_near": fog_cached_near,
     "flask_caching": flask_caching,
     "jwt_fog": jwt_fog,
+    "jwt_fog_near": jwt_fog_near,
     "jwt_recipe": jwt_recipe,
     "jwt_none": jwt_none,
     "health": health,

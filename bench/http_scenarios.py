@@ -111,7 +111,7 @@ def cached_view(options: Options, redis_server: RedisServer) -> Scenario:
         1, f"Cached view hit (GET {CACHED_PATH}, {len(PAYLOAD)} bytes of JSON)", "req/s", "rps"
     )
     scenario.columns = ["rps", "p50_ms", "p99_ms"]
-    names = ["fog_cached", "flask_caching", "ceiling", "one_get"]
+    names = ["fog_cached", "fog_cached_near", "flask_caching", "ceiling", "one_get"]
     redis_server.admin().set(FLOOR_KEY, PAYLOAD)
     with serving(names, {"REDIS_URL": redis_server.url}, options.logs) as servers:
         bodies = {}
@@ -121,11 +121,13 @@ def cached_view(options: Options, redis_server: RedisServer) -> Scenario:
             if status != 200 or body != PAYLOAD:
                 raise RuntimeError(f"{name} answered {status} with other bytes")
             bodies[name] = headers
-        if bodies["fog_cached"].get("X-Cache") != "HIT":
-            raise RuntimeError("the second request to @fog.cached was not a hit")
+        for name in ("fog_cached", "fog_cached_near"):
+            if bodies[name].get("X-Cache") != "HIT":
+                raise RuntimeError(f"the second request to {name} was not a hit")
         if not any(redis_server.admin().scan_iter(match="flask_cache_*")):
             raise RuntimeError("Flask-Caching stored nothing in Redis")
         ours = scenario.contender("fog_cached", "Flask-FogRedis @fog.cached")
+        near = scenario.contender("fog_cached_near", "Flask-FogRedis @fog.cached, near cache")
         peer = scenario.contender("flask_caching", "Flask-Caching @cache.cached, RedisCache")
         ceiling = scenario.contender("ceiling", "the same bytes, no I/O (ceiling)")
         floor = scenario.contender("one_get", "one bare GET, no cache logic")
@@ -133,6 +135,7 @@ def cached_view(options: Options, redis_server: RedisServer) -> Scenario:
             options,
             [
                 Entry(ours, servers["fog_cached"], CACHED_PATH, {}),
+                Entry(near, servers["fog_cached_near"], CACHED_PATH, {}),
                 Entry(peer, servers["flask_caching"], CACHED_PATH, {}),
                 Entry(ceiling, servers["ceiling"], CACHED_PATH, {}),
                 Entry(floor, servers["one_get"], CACHED_PATH, {}),
@@ -140,6 +143,8 @@ def cached_view(options: Options, redis_server: RedisServer) -> Scenario:
         )
     scenario.ratio("FogRedis / Flask-Caching", ours, peer, target=1.25)
     scenario.ratio("FogRedis / no I/O", ours, ceiling, target=0.75)
+    scenario.ratio("FogRedis near cache / Flask-Caching", near, peer, target=1.25)
+    scenario.ratio("FogRedis near cache / no I/O", near, ceiling, target=0.75)
     scenario.ratio("Flask-Caching / no I/O", peer, ceiling)
     scenario.ratio("one bare GET / no I/O", floor, ceiling)
     scenario.ratio("FogRedis / one bare GET", ours, floor)
@@ -181,29 +186,35 @@ def revocation(options: Options, redis_server: RedisServer) -> Scenario:
     scenario.columns = ["rps", "p50_ms", "p99_ms"]
     old, new = _tokens(redis_server.url)
     auth = {"Authorization": f"Bearer {new}"}
-    names = ["jwt_fog", "jwt_recipe", "jwt_none"]
+    names = ["jwt_fog", "jwt_fog_near", "jwt_recipe", "jwt_none"]
     with serving(names, {"REDIS_URL": redis_server.url}, options.logs) as servers:
         for name in names:
             status, _, _ = servers[name].get(PROTECTED_PATH, auth)
             if status != 200:
                 raise RuntimeError(f"{name} refused a valid token ({status})")
-        status, _, _ = servers["jwt_fog"].get(PROTECTED_PATH, {"Authorization": f"Bearer {old}"})
-        scenario.checks.append(
-            ("FogRedis refuses the token issued before log out everywhere", status == 401)
-        )
+        for name in ("jwt_fog", "jwt_fog_near"):
+            refused = {"Authorization": f"Bearer {old}"}
+            status, _, _ = servers[name].get(PROTECTED_PATH, refused)
+            scenario.checks.append(
+                (f"{name} refuses the token issued before log out everywhere", status == 401)
+            )
         ours = scenario.contender("jwt_fog", "Flask-FogRedis (jti + log out everywhere)")
+        near = scenario.contender("jwt_fog_near", "Flask-FogRedis, near cache")
         recipe = scenario.contender("jwt_recipe", "upstream recipe (redis.get(jti))")
         none = scenario.contender("jwt_none", "no revocation check")
         alternate(
             options,
             [
                 Entry(ours, servers["jwt_fog"], PROTECTED_PATH, auth),
+                Entry(near, servers["jwt_fog_near"], PROTECTED_PATH, auth),
                 Entry(recipe, servers["jwt_recipe"], PROTECTED_PATH, auth),
                 Entry(none, servers["jwt_none"], PROTECTED_PATH, auth),
             ],
         )
     scenario.ratio("FogRedis / recipe", ours, recipe, target=0.98)
     scenario.ratio("FogRedis / no check", ours, none)
+    scenario.ratio("FogRedis near cache / no check", near, none, target=0.9)
+    scenario.ratio("FogRedis near cache / recipe", near, recipe)
     scenario.ratio("recipe / no check", recipe, none)
     _no_errors(scenario)
     return scenario
