@@ -103,3 +103,21 @@ def http(
             return resp.status, dict(resp.headers.items()), resp.read()
     except urllib.error.HTTPError as err:
         return err.code, dict(err.headers.items()), err.read()
+
+
+def workers_answering(
+    server: Gunicorn, path: str, headers: dict[str, str], expected: int, requests: int = 40
+) -> int:
+    """How many workers (by their ``X-Worker`` header) answered ``requests``
+    concurrent requests, each of which must answer ``expected``. Concurrent,
+    so that one idle worker cannot take them all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_: int) -> tuple[int, str]:
+        status, answer, body = server.request(path, headers=headers)
+        assert status == expected, body
+        return status, answer["X-Worker"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, range(requests)))
+    return len({worker for _, worker in answers})

@@ -19,7 +19,7 @@ from flask_fogredis import ConfigurationError, FogRedis
 
 from .conftest import make_app
 from .jwt_helpers import bearer, jwt_app
-from .processes import Gunicorn
+from .processes import Gunicorn, workers_answering
 from .servers import RedisServer
 from .test_near_cache import wait_for
 
@@ -166,27 +166,12 @@ def test_under_gunicorn_every_worker_refuses_at_once(
         token = json.loads(body)["token"]
         # Concurrent requests, so that both workers serve some and cache
         # "not revoked" in memory.
-        assert _workers_answering(server, token, 200) == 2
+        assert workers_answering(server, "/protected", bearer(token), 200) == 2
         status, _, _ = server.request("/logout", "POST", headers=bearer(token))
         assert status == 200
-        assert _workers_answering(server, token, 401) == 2
+        assert workers_answering(server, "/protected", bearer(token), 401) == 2
     finally:
         server.stop()
-
-
-def _workers_answering(server: Gunicorn, token: str, expected: int) -> int:
-    """How many workers answered 40 concurrent requests; every answer must be
-    ``expected``."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def one(_: int) -> tuple[int, str]:
-        status, headers, _body = server.request("/protected", headers=bearer(token))
-        return status, headers["X-Worker"]
-
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(one, range(40)))
-    assert {status for status, _ in answers} == {expected}
-    return len({worker for _, worker in answers})
 
 
 def _cached_pair(url: str) -> tuple[list[Any], list[int]]:
