@@ -38,6 +38,7 @@ from redis.connection import AbstractConnection
 
 from .config import Settings
 from .connections import connection_options
+from .errors import ConfigurationError
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -66,6 +67,11 @@ class NearCache:
         max_bytes: int,
         ping_interval: float = 1.0,
     ) -> None:
+        if settings.target.is_cluster:
+            raise ConfigurationError(
+                f"{settings.key('URL')} is a Redis Cluster ({settings.target.display}), "
+                "where the near cache is not supported: turn the near cache off."
+            )
         self._settings = settings
         self._prefixes = tuple(prefixes)
         self.max_entries = max_entries
