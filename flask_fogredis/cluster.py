@@ -55,14 +55,14 @@ class NodePool(BlockingConnectionPool):
             raise
 
 
-def baked(connection_class: type[AbstractConnection], options: dict[str, Any]) -> type[Any]:
-    """``connection_class`` with ``options`` as defaults: redis-py's cluster
-    client passes on only the options it knows of."""
+def baked(cls: type[Any], options: dict[str, Any]) -> type[Any]:
+    """``cls`` with ``options`` as defaults: redis-py's cluster client passes
+    on only the options it knows of (which ones depends on its version)."""
 
     def __init__(self: Any, **kwargs: Any) -> None:
-        connection_class.__init__(self, **{**options, **kwargs})
+        cls.__init__(self, **{**options, **kwargs})
 
-    return type(f"Cluster{connection_class.__name__}", (connection_class,), {"__init__": __init__})
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": __name__})
 
 
 class FogRedisCluster(RedisCluster):
@@ -173,23 +173,27 @@ def build_cluster(
         options.pop(name, None)
     (first_host, first_port), *others = settings.target.nodes
     host = f"[{first_host}]" if ":" in first_host else first_host
+    # Each node's queue reports to one observer, for the whole cluster.
+    queue_class = (
+        PoolQueue if observe is None else partial(PoolQueue, observe=lambda _queue: observe(whole))
+    )
+    pool_options = {
+        "max_connections": settings.pool_size,
+        "timeout": settings.pool_timeout,
+        "queue_class": queue_class,
+        "connection_class": baked(connection_class, options),
+    }
     kwargs: dict[str, Any] = {
         "url": f"redis://{host}:{first_port}",
         "startup_nodes": [ClusterNode(h, p) for h, p in others],
-        "connection_pool_class": NodePool,
-        "connection_class": baked(connection_class, options),
-        "max_connections": settings.pool_size,
-        "timeout": settings.pool_timeout,
+        "connection_pool_class": baked(NodePool, pool_options),
         "decode_responses": settings.decode_responses,
         "retry": Retry(NoBackoff(), 0),
         "require_full_coverage": False,
+        **pool_options,
     }
     if _LEGACY_RETRIES:
         kwargs["cluster_error_retry_attempts"] = 0
-    # Each node's queue reports to one observer, for the whole cluster.
-    kwargs["queue_class"] = (
-        PoolQueue if observe is None else partial(PoolQueue, observe=lambda _queue: observe(whole))
-    )
     client = FogRedisCluster(**kwargs)
     whole: Any = ClusterPools(client, settings.pool_size)
     return whole, client
