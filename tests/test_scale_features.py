@@ -336,9 +336,8 @@ def test_starts_while_nothing_answers(kind: str) -> None:
 def test_wrong_sentinel_password_is_not_shown(sentinel_set: SentinelSet) -> None:
     app = make_app(REDIS_URL=sentinel_set.url(), REDIS_SENTINEL_PASSWORD="not-the-password")
     fog = FogRedis(app)
-    with app.app_context():
-        with pytest.raises(RedisUnavailableError) as caught:
-            fog.get("anything")
+    with app.app_context(), pytest.raises(RedisUnavailableError) as caught:
+        fog.get("anything")
     assert "not-the-password" not in str(caught.value)
     assert DATA_PASSWORD not in str(caught.value)
 

@@ -92,9 +92,11 @@ class SentinelSet:
             password=self.password,
         ).start()
         wait_for(
-            lambda: self.master.admin().info("replication")["connected_slaves"] == 1
-            and self.replica is not None
-            and self.replica.admin().info("replication")["master_link_status"] == "up",
+            lambda: (
+                self.master.admin().info("replication")["connected_slaves"] == 1
+                and self.replica is not None
+                and self.replica.admin().info("replication")["master_link_status"] == "up"
+            ),
             15,
             "the replica to sync",
         )
@@ -225,4 +227,3 @@ class ClusterSet:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-
