@@ -184,7 +184,7 @@ def test_the_revocation_check_is_one_command(
         fog.revoke_all_tokens(f"someone-else-{topology.kind}")  # warms the policy check
     sent: list[tuple[Any, ...]] = []
     if topology.kind == "cluster":
-        original = RedisCluster._execute_command
+        original: Any = RedisCluster._execute_command
 
         def spy(self: Any, node: Any, *args: Any, **kwargs: Any) -> Any:
             sent.append(args)
@@ -192,7 +192,7 @@ def test_the_revocation_check_is_one_command(
 
         monkeypatch.setattr(RedisCluster, "_execute_command", spy)
     else:
-        original_plain = redis.Redis.execute_command
+        original_plain: Any = redis.Redis.execute_command
 
         def spy_plain(self: Any, *args: Any, **kwargs: Any) -> Any:
             sent.append(args)

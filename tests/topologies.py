@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -125,7 +126,7 @@ class SentinelSet:
 
     def _settled(self) -> bool:
         for sentinel in self.sentinels:
-            state = sentinel.admin().sentinel_master(SERVICE)
+            state: Any = sentinel.admin().sentinel_master(SERVICE)
             if int(state["num-other-sentinels"]) < 2 or int(state["num-slaves"]) < 1:
                 return False
         return True
@@ -137,7 +138,8 @@ class SentinelSet:
         return f"{scheme}://{auth}{','.join(hosts)}/{SERVICE}/0"
 
     def master_address(self) -> tuple[str, int]:
-        host, port = self.sentinels[0].admin().sentinel_get_master_addr_by_name(SERVICE)
+        address: Any = self.sentinels[0].admin().sentinel_get_master_addr_by_name(SERVICE)
+        host, port = address
         return str(host), int(port)
 
     def server_at(self, port: int) -> RedisServer:
