@@ -325,11 +325,8 @@ def parse_url(key: str, url: object) -> Target:
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        if "+" in scheme and scheme in SCHEMES:
-            from .nodes import parse_nodes_url
-
-            return parse_nodes_url(key, parts, shown)
-        port = parts.port
+        # Sentinel and Cluster URLs list several hosts, with a port each.
+        port = parts.port if "+" not in scheme else None
     except ValueError as exc:
         raise _fail(key, bad, f"check the host and port ({_reason(exc)})") from None
     if scheme not in SCHEMES:
@@ -338,6 +335,10 @@ def parse_url(key: str, url: object) -> Target:
             f"has an unknown scheme {scheme!r} ({shown})",
             "use one of " + ", ".join(f"{s}://" for s in SCHEMES),
         )
+    if "+" in scheme:
+        from .nodes import parse_nodes_url
+
+        return parse_nodes_url(key, parts, shown)
     password = unquote(parts.password) if parts.password is not None else None
     username = unquote(parts.username) if parts.username else None
     options = _query(key, parts.query, shown, tls=scheme == "rediss")
