@@ -94,6 +94,12 @@ CONNECTION_OPTIONS: tuple[Option, ...] = (
         0.5,
         "Seconds to connect to one sentinel and hear its answer before asking the next.",
     ),
+    Option(
+        "SENTINEL_CHECK_INTERVAL",
+        1.0,
+        "Seconds between two questions to the sentinels about who the master is, so that "
+        "writes leave a demoted master (0: ask only when connecting).",
+    ),
 )
 
 OPTIONS: tuple[Option, ...] = (
@@ -258,6 +264,7 @@ class Settings:
     sentinel_username: str | None = None
     sentinel_password: str | None = None
     sentinel_timeout: float = 0.5
+    sentinel_check_interval: float = 1.0
 
     def key(self, name: str) -> str:
         """The full config key for ``name`` (``URL`` -> ``REDIS_URL``)."""
@@ -457,6 +464,9 @@ def _settings(config: Mapping[str, Any], prefix: str) -> Settings:
         sentinel_username=to_optional_str(k("SENTINEL_USERNAME"), config[k("SENTINEL_USERNAME")]),
         sentinel_password=to_optional_str(k("SENTINEL_PASSWORD"), config[k("SENTINEL_PASSWORD")]),
         sentinel_timeout=to_seconds(k("SENTINEL_TIMEOUT"), config[k("SENTINEL_TIMEOUT")]),
+        sentinel_check_interval=to_seconds(
+            k("SENTINEL_CHECK_INTERVAL"), config[k("SENTINEL_CHECK_INTERVAL")], allow_zero=True
+        ),
     )
 
 

@@ -12,7 +12,9 @@ open to the new master.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -49,7 +51,30 @@ class FogSentinelSSLConnection(_RetryConnect, SentinelManagedSSLConnection):
 
 
 class SentinelBlockingPool(SentinelConnectionPool, BlockingConnectionPool):
-    """A blocking pool of connections to the master of ``service_name``."""
+    """A blocking pool of connections to the master of ``service_name``.
+
+    Every ``check_interval`` seconds (0: never) a caller taking a connection
+    first asks the sentinels who the master is. When they name another, the
+    idle connections are closed and the busy ones are closed when returned,
+    so that writes stop going to a demoted master within about that time:
+    a master demoted by a failover keeps accepting writes until the
+    sentinels reconfigure it (about ten seconds later with Redis 7), and it
+    drops them when it follows the new master.
+    """
+
+    def __init__(self, *args: Any, check_interval: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self.check_interval = check_interval
+        self._next_check = 0.0
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if self.check_interval and now >= self._next_check:
+            self._next_check = now + self.check_interval
+            # No sentinel answers: keep the connections that work.
+            with contextlib.suppress(redis.ConnectionError):
+                self.get_master_address()  # type: ignore[no-untyped-call]
+        return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def disconnect(self, inuse_connections: bool = True) -> None:
         """Close the pool's connections, or only the idle ones."""
@@ -134,7 +159,7 @@ def build_sentinel_pool(
 ) -> SentinelBlockingPool:
     """The blocking pool of connections to the master; it connects lazily."""
     options = _data_options(options)
-    return SentinelBlockingPool(  # type: ignore[no-untyped-call]
+    return SentinelBlockingPool(
         settings.target.service,
         sentinel_manager(settings),
         max_connections=settings.pool_size,
@@ -142,6 +167,7 @@ def build_sentinel_pool(
         connection_class=FogSentinelSSLConnection if settings.target.tls else FogSentinelConnection,
         queue_class=partial(PoolQueue, observe=observe),
         is_master=True,
+        check_interval=settings.sentinel_check_interval,
         **options,
     )
 

@@ -16,8 +16,6 @@ import redis
 from .servers import RedisServer, require
 
 SERVICE = "mymaster"
-# Cluster nodes talk on port + 10000, so ports stay at or below this.
-MAX_CLUSTER_PORT = 55535
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
@@ -45,7 +43,9 @@ def _port_is_free(port: int) -> bool:
 def free_cluster_port(taken: set[int]) -> int:
     """A free port whose bus port (port + 10000) is free too."""
     while True:
-        port = random.randint(20000, MAX_CLUSTER_PORT)
+        # Bus ports below the kernel's ephemeral range (32768 and up), where
+        # no outgoing connection can take one before its node binds it.
+        port = random.randint(20000, 22767)
         if port in taken or port + 10000 in taken:
             continue
         if _port_is_free(port) and _port_is_free(port + 10000):
@@ -177,8 +177,10 @@ class ClusterSet:
                 "yes",
                 "--cluster-config-file",
                 "nodes.conf",
+                # Long while the nodes meet: a handshake slower than this (on a
+                # busy machine) is dropped for good. Shortened once joined.
                 "--cluster-node-timeout",
-                str(self.node_timeout_ms),
+                "15000",
                 "--cluster-replica-validity-factor",
                 "0",
                 "--repl-diskless-sync-delay",
@@ -198,9 +200,11 @@ class ClusterSet:
             ],
             check=True,
             capture_output=True,
-            timeout=60,
+            timeout=120,
         )
-        wait_for(self._settled, 30, "the cluster to be ok on every node")
+        wait_for(self._settled, 60, "the cluster to be ok on every node")
+        for node in self.nodes:
+            node.admin().config_set("cluster-node-timeout", self.node_timeout_ms)
         return self
 
     def _settled(self) -> bool:
