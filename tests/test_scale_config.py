@@ -150,3 +150,28 @@ def test_the_near_cache_is_refused_on_cluster() -> None:
     settings = read_settings({"REDIS_URL": "redis+cluster://h1,h2"}, "REDIS")
     with pytest.raises(ConfigurationError, match="REDIS_URL is a Redis Cluster"):
         NearCache(settings, ["fog:"], max_entries=10, max_bytes=1000)
+
+
+@pytest.mark.parametrize("identity", ["alice", "}x", "{", "a{b}c", "{}", "7"])
+def test_revocation_keys_of_one_identity_share_a_slot(identity: str) -> None:
+    from redis.crc import key_slot
+
+    from flask_fogredis.topology import slot_tag
+
+    tag = slot_tag(identity)
+    jti_key = f"fog:jwt:{tag}:jti:some-jti"
+    sub_key = f"fog:jwt:{tag}:sub:{identity}"
+    assert key_slot(jti_key.encode()) == key_slot(sub_key.encode())
+
+
+def test_cluster_pools_seen_as_one_before_first_use() -> None:
+    from flask_fogredis.cluster import ClusterPools
+
+    app = make_app(REDIS_URL="redis+cluster://127.0.0.1:1,127.0.0.1:2", REDIS_POOL_SIZE=4)
+    fog = FogRedis(app)
+    with app.app_context():
+        pools = fog.pool
+        assert isinstance(pools, ClusterPools)
+        assert pools.stats() == {"size": 4, "open": 0, "idle": 0, "in_use": 0, "waiting": 0}
+        assert (pools.maxsize, pools.qsize(), pools.waiting) == (0, 0, 0)
+        fog.disconnect()  # harmless before the first use
