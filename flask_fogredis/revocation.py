@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from flask import Flask, Response, current_app, jsonify
+from redis.cluster import RedisCluster
 
 from .config import EXTENSION_KEY, Settings, to_bool, to_int, to_seconds
 from .connections import translated
@@ -224,6 +225,14 @@ class Revocations:
         if self._settings.target.scheme == "memory":
             return None
         try:
+            if self._cluster:
+                # Every primary holds revocations: the first that may evict.
+                replies = self._state.client.execute_command(
+                    "CONFIG", "GET", "maxmemory-policy", target_nodes=RedisCluster.PRIMARIES
+                )
+                found = sorted({p for p in map(_policy, replies.values()) if p})
+                unsafe = [p for p in found if p not in _SAFE_POLICIES]
+                return (unsafe or found or [None])[0]
             reply = self._state.client.execute_command("CONFIG", "GET", "maxmemory-policy")
         except redis.ResponseError:
             logger.info(
@@ -231,11 +240,7 @@ class Revocations:
                 "noeviction on the Redis that holds revocations."
             )
             return None
-        if isinstance(reply, dict):  # RESP3
-            value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
-        else:
-            value = reply[1] if len(reply) > 1 else None
-        return value.decode() if isinstance(value, bytes) else value
+        return _policy(reply)
 
     # -- flask-jwt-extended ---------------------------------------------
 
@@ -348,6 +353,15 @@ def _jti(payload: Mapping[str, Any]) -> str:
     if not jti or not isinstance(jti, str):
         raise TokenError("Missing claim: jti (the token cannot be revoked or checked without it)")
     return jti
+
+
+def _policy(reply: Any) -> str | None:
+    """maxmemory-policy from a CONFIG GET reply (a list, or a dict in RESP3)."""
+    if isinstance(reply, dict):
+        value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
+    else:
+        value = reply[1] if len(reply) > 1 else None
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _identity_claim() -> str:

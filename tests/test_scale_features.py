@@ -204,6 +204,19 @@ def test_the_revocation_check_is_one_command(
     assert len(sent[0]) == 3  # the jti entry and the identity's marker
 
 
+def test_an_evicting_primary_is_found_on_a_cluster(cluster_set: ClusterSet) -> None:
+    from flask_fogredis.revocation import EvictionPolicyError
+
+    primary = cluster_set.primary_of("{anyone}")
+    primary.admin().config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        app, fog, _ = jwt_app(cluster_set.url(), REDIS_JWT_STRICT_EVICTION=True)
+        with app.app_context(), pytest.raises(EvictionPolicyError, match="allkeys-lru"):
+            fog.revoke_all_tokens("anyone")
+    finally:
+        primary.admin().config_set("maxmemory-policy", "noeviction")
+
+
 def test_cache_entries_views_and_clearing(topology: Topology) -> None:
     app, fog = topology.app()
     calls: list[int] = []
