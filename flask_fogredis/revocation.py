@@ -232,7 +232,7 @@ class Revocations:
                 )
                 found = sorted({p for p in map(_policy, replies.values()) if p})
                 unsafe = [p for p in found if p not in _SAFE_POLICIES]
-                return (unsafe or found or [None])[0]
+                return (unsafe or found)[0] if found else None
             reply = self._state.client.execute_command("CONFIG", "GET", "maxmemory-policy")
         except redis.ResponseError:
             logger.info(
