@@ -390,3 +390,23 @@ def test_sentinel_pool_is_a_blocking_pool_on_old_redis_py_too() -> None:
         assert isinstance(pool, SentinelBlockingPool)
         pool.disconnect(inuse_connections=False)
         pool.disconnect()
+
+
+def test_cli_on_both(topology: Topology) -> None:
+    app, fog = topology.jwt_app()
+    runner = app.test_cli_runner()
+    with app.app_context():
+        token = create_access_token(f"gina-{topology.kind}")
+        jti = decode_token(token)["jti"]
+    assert runner.invoke(args=["fogredis", "ping"]).exit_code == 0
+    info = runner.invoke(args=["fogredis", "info"])
+    assert info.exit_code == 0 and "Redis 7" in info.output
+    bare = runner.invoke(args=["fogredis", "revoke", jti])
+    if topology.kind == "cluster":
+        assert bare.exit_code == 1 and "identity" in bare.output
+    else:
+        assert bare.exit_code == 0
+    named = runner.invoke(args=["fogredis", "revoke", jti, "--identity", f"gina-{topology.kind}"])
+    assert named.exit_code == 0, named.output
+    assert app.test_client().get("/protected", headers=bearer(token)).status_code == 401
+    assert runner.invoke(args=["fogredis", "clear-cache", "nothing-here"]).exit_code == 0
