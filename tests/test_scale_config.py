@@ -175,3 +175,23 @@ def test_cluster_pools_seen_as_one_before_first_use() -> None:
         assert pools.stats() == {"size": 4, "open": 0, "idle": 0, "in_use": 0, "waiting": 0}
         assert (pools.maxsize, pools.qsize(), pools.waiting) == (0, 0, 0)
         fog.disconnect()  # harmless before the first use
+
+
+def test_tls_forms_open_tls_connections_everywhere() -> None:
+    from redis.connection import SSLConnection
+
+    from flask_fogredis.sentinel import FogSentinelSSLConnection, SentinelBlockingPool
+
+    cluster_app = make_app(REDIS_URL="rediss+cluster://127.0.0.1:1,127.0.0.1:2")
+    sentinel_app = make_app(REDIS_URL="rediss+sentinel://127.0.0.1:1/mymaster")
+    FogRedis(cluster_app)
+    FogRedis(sentinel_app)
+    with cluster_app.app_context():
+        state = cluster_app.extensions["fogredis"]["REDIS"]
+        options = state.client.__dict__["_fog_kwargs"]
+        assert issubclass(options["connection_class"], SSLConnection)
+        assert options["url"] == "redis://127.0.0.1:1"  # TLS comes from the class
+    with sentinel_app.app_context():
+        pool = sentinel_app.extensions["fogredis"]["REDIS"].pool
+        assert isinstance(pool, SentinelBlockingPool)
+        assert pool.connection_class is FogSentinelSSLConnection

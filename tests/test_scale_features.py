@@ -393,7 +393,7 @@ def test_sentinel_pool_is_a_blocking_pool_on_old_redis_py_too() -> None:
 
 
 def test_cli_on_both(topology: Topology) -> None:
-    app, fog = topology.jwt_app()
+    app, _fog = topology.jwt_app()
     runner = app.test_cli_runner()
     with app.app_context():
         token = create_access_token(f"gina-{topology.kind}")
