@@ -223,7 +223,7 @@ class FogRedis:
     def delete(self, *keys: str) -> int:
         """Delete ``keys``; returns how many existed."""
         if len(keys) > 1 and self.state().settings.target.is_cluster:
-            # Keys in different slots: one DEL per slot (redis-py splits them).
+            # Keys may be in different slots, which one DEL cannot span.
             return sum(self.delete(key) for key in keys)
         return int(self._call("DEL", *keys)) if keys else 0
 
