@@ -24,7 +24,7 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
         try:
             if condition():
                 return
-        except redis.RedisError:
+        except (redis.RedisError, LookupError):  # not there yet (a slot with no primary)
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
