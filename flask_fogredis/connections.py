@@ -233,6 +233,7 @@ _CLUSTER_UNAVAILABLE = (
     redis.exceptions.ClusterError,
     redis.exceptions.SlotNotCoveredError,
 )
+_CROSS_SLOT = "same key slot"
 
 
 @contextmanager
@@ -265,7 +266,17 @@ def translated(settings: Settings) -> Iterator[None]:
             f"Redis Cluster at {target.display} cannot serve the command now: "
             f"{describe(target, exc, secret)}"
         ) from None
-    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+    except redis.exceptions.RedisClusterException as exc:
+        # The cluster client's own: no node answers (an outage), or keys of
+        # one command in different slots (a mistake in the command).
+        if _CROSS_SLOT in str(exc):
+            raise RedisCommandError(
+                f"Redis Cluster at {target.display} cannot run it: {describe(target, exc, secret)}"
+            ) from None
+        raise RedisUnavailableError(
+            f"Redis Cluster at {target.display} is unavailable: {describe(target, exc, secret)}"
+        ) from None
+    except redis.RedisError as exc:
         raise RedisCommandError(
             f"Redis at {target.display} refused the command: {describe(target, exc, secret)}"
         ) from None

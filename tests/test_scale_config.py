@@ -195,3 +195,17 @@ def test_tls_forms_open_tls_connections_everywhere() -> None:
         pool = sentinel_app.extensions["fogredis"]["REDIS"].pool
         assert isinstance(pool, SentinelBlockingPool)
         assert pool.connection_class is FogSentinelSSLConnection
+
+
+def test_cluster_client_errors_are_told_apart() -> None:
+    from redis.exceptions import RedisClusterException
+
+    from flask_fogredis import RedisCommandError, RedisUnavailableError
+    from flask_fogredis.connections import translated
+
+    settings = read_settings({"REDIS_URL": f"redis+cluster://:{SECRET}@h1,h2"}, "REDIS")
+    with pytest.raises(RedisUnavailableError, match="unavailable") as down, translated(settings):
+        raise RedisClusterException(f"Redis Cluster cannot be connected (password {SECRET})")
+    assert SECRET not in str(down.value)
+    with pytest.raises(RedisCommandError, match="same key slot"), translated(settings):
+        raise RedisClusterException("MGET - all keys must map to the same key slot")
