@@ -22,15 +22,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlencode, urlsplit
 
-import redis
 from flask import Request, Response, current_app, make_response, request
 from flask.globals import request_ctx
 from redis.client import NEVER_DECODE
 
+from .cluster import clear_matching
 from .config import CONNECTION_OPTIONS, read_settings, to_seconds
-from .connections import build_pool, translated
+from .connections import translated
 from .errors import CacheKeyError, CacheValueError, FogRedisError
 from .logs import RateLimitedLog
+from .topology import build_client
 
 if TYPE_CHECKING:
     from .extension import AppState
@@ -76,8 +77,7 @@ class Cache:
         self.owns_pool = bool(config[main.key("CACHE_URL")])
         if self.owns_pool:
             self.settings = read_settings(config, main.key("CACHE"), CONNECTION_OPTIONS)
-            self.pool = build_pool(self.settings)
-            self.client = redis.Redis(connection_pool=self.pool)
+            self.pool, self.client = build_client(self.settings)
         else:
             self.settings, self.pool, self.client = main, state.pool, state.client
         self.default_ttl = to_seconds(
@@ -178,6 +178,8 @@ class Cache:
         removed = 0
         sent = None
         with translated(self.settings):
+            if self.settings.target.is_cluster:
+                return clear_matching(self.client, pattern, _SCAN_COUNT, _UNLINK_BATCH)
             batch: list[Any] = []
             for name in self.client.scan_iter(match=pattern, count=_SCAN_COUNT):
                 batch.append(name)
@@ -272,7 +274,7 @@ class Cache:
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
             try:
-                blob, holder = self._run("MGET", value_key, lock_key, **{NEVER_DECODE: True})
+                blob, holder = self._read_pair(value_key, lock_key)
             except FogRedisError as exc:
                 self._failed(namespace, exc)
                 return None
@@ -281,6 +283,16 @@ class Cache:
             if holder is None:
                 return None
         return None
+
+    def _read_pair(self, value_key: str, lock_key: str) -> tuple[Any, Any]:
+        """The stored result and the lock's holder, in one round trip where
+        both keys are on one server; on a cluster they are in different
+        slots, so the lock is read only when there is no result."""
+        if not self.settings.target.is_cluster:
+            blob, holder = self._run("MGET", value_key, lock_key, **{NEVER_DECODE: True})
+            return blob, holder
+        blob = self._run("GET", value_key, **{NEVER_DECODE: True})
+        return blob, (None if blob is not None else self._run("EXISTS", lock_key) or None)
 
     def _store(
         self,

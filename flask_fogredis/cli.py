@@ -150,12 +150,17 @@ def _server_rows(server: dict[str, Any]) -> dict[str, object]:
     type=click.FloatRange(min=1),
     help="How long the revocation lasts (default: as long as any token of the app can live).",
 )
-def revoke(jti: str, seconds: float | None) -> None:
+@click.option(
+    "--identity",
+    metavar="IDENTITY",
+    help="The token's identity (its sub claim): required on Redis Cluster.",
+)
+def revoke(jti: str, seconds: float | None, identity: str | None) -> None:
     """Revoke the token whose jti claim is JTI."""
     state = command_state()
     with reported_errors():
         lifetime = seconds if seconds is not None else _longest_token_life(state)
-        state.revocations.blacklist(jti, lifetime)
+        state.revocations.blacklist(jti, lifetime, identity)
     click.echo(f"Revoked token {jti} {_lasting(lifetime)}.")
 
 

@@ -36,8 +36,9 @@ CONNECTION_OPTIONS: tuple[Option, ...] = (
     Option(
         "URL",
         "redis://localhost:6379/0",
-        "Where Redis is: `redis://`, `rediss://` (TLS), `unix://` or "
-        "`memory://` (embedded in-process store, for development and tests).",
+        "Where Redis is: `redis://`, `rediss://` (TLS), `unix://`, "
+        "`memory://` (embedded in-process store, for development and tests), "
+        "`redis+sentinel://` or `redis+cluster://` (and their `rediss+` TLS forms).",
     ),
     Option("POOL_SIZE", 10, "Connections in the blocking pool, per process."),
     Option("POOL_TIMEOUT", 5.0, "Seconds a caller waits for a free connection before an error."),
@@ -77,6 +78,28 @@ CONNECTION_OPTIONS: tuple[Option, ...] = (
         "Bound in seconds on a health check, down or unresponsive Redis included.",
     ),
     Option("KEY_PREFIX", "fog", "Prefix of every key the extension writes (revocations, cache)."),
+    Option(
+        "SENTINEL_USERNAME",
+        None,
+        "User for the sentinels (not the data nodes), when they have ACL users.",
+    ),
+    Option(
+        "SENTINEL_PASSWORD",
+        None,
+        "Password for the sentinels (`requirepass` in sentinel.conf); the URL's is the "
+        "data nodes'. Unset: sentinels are asked without one.",
+    ),
+    Option(
+        "SENTINEL_TIMEOUT",
+        0.5,
+        "Seconds to connect to one sentinel and hear its answer before asking the next.",
+    ),
+    Option(
+        "SENTINEL_CHECK_INTERVAL",
+        1.0,
+        "Seconds between two questions to the sentinels about who the master is, so that "
+        "writes leave a demoted master (0: ask only when connecting).",
+    ),
 )
 
 OPTIONS: tuple[Option, ...] = (
@@ -151,6 +174,13 @@ OPTIONS: tuple[Option, ...] = (
         "`JWT_DECODE_LEEWAY` (forever if either is False).",
     ),
     Option(
+        "JWT_WAIT_REPLICAS",
+        0,
+        "Replicas that must acknowledge a revocation (Redis `WAIT`) before it counts as "
+        "done; fewer within `JWT_WAIT_TIMEOUT` raise `RedisUnavailableError`. 0: do not wait.",
+    ),
+    Option("JWT_WAIT_TIMEOUT", 1.0, "Seconds a revocation waits for those replicas."),
+    Option(
         "JWT_STRICT_EVICTION",
         False,
         "Refuse revocation work (an error at first use) when the Redis's "
@@ -160,7 +190,16 @@ OPTIONS: tuple[Option, ...] = (
 
 DEFAULTS: dict[str, object] = {option.name: option.default for option in OPTIONS}
 
-SCHEMES = ("redis", "rediss", "unix", "memory")
+SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "memory",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
 _SSL_CERT_REQS = ("required", "optional", "none")
 # URL options redis-py would accept but that this extension sets from config:
 # in a URL they would silently override the validated values.
@@ -192,10 +231,25 @@ class Target:
     display: str
     password: str | None
     connection: dict[str, Any] = field(default_factory=dict)
+    # Sentinel and Cluster URLs: the listed nodes, and the sentinels' service.
+    nodes: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
 
     @property
     def is_tcp(self) -> bool:
-        return self.scheme in ("redis", "rediss")
+        return self.scheme in ("redis", "rediss") or self.is_sentinel or self.is_cluster
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme.startswith("rediss")
+
+    @property
+    def is_sentinel(self) -> bool:
+        return self.scheme.endswith("+sentinel")
+
+    @property
+    def is_cluster(self) -> bool:
+        return self.scheme.endswith("+cluster")
 
 
 @dataclass(frozen=True)
@@ -216,6 +270,10 @@ class Settings:
     client_name: str | None
     health_timeout: float
     key_prefix: str
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+    sentinel_timeout: float = 0.5
+    sentinel_check_interval: float = 1.0
 
     def key(self, name: str) -> str:
         """The full config key for ``name`` (``URL`` -> ``REDIS_URL``)."""
@@ -282,16 +340,21 @@ def parse_url(key: str, url: object) -> Target:
     bad = f"is not a valid Redis URL ({shown})"
     try:
         parts = urlsplit(url)
-        port = parts.port
+        scheme = parts.scheme.lower()
+        # Sentinel and Cluster URLs list several hosts, with a port each.
+        port = parts.port if "+" not in scheme else None
     except ValueError as exc:
         raise _fail(key, bad, f"check the host and port ({_reason(exc)})") from None
-    scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise _fail(
             key,
             f"has an unknown scheme {scheme!r} ({shown})",
             "use one of " + ", ".join(f"{s}://" for s in SCHEMES),
         )
+    if "+" in scheme:
+        from .nodes import parse_nodes_url
+
+        return parse_nodes_url(key, parts, shown)
     password = unquote(parts.password) if parts.password is not None else None
     username = unquote(parts.username) if parts.username else None
     options = _query(key, parts.query, shown, tls=scheme == "rediss")
@@ -379,7 +442,7 @@ def _settings(config: Mapping[str, Any], prefix: str) -> Settings:
         return f"{prefix}_{name}"
 
     target = parse_url(k("URL"), config[k("URL")])
-    if target.scheme == "rediss":
+    if target.tls:
         # Options written in the URL win over the config keys' defaults.
         tls = _tls_options(config, k)
         target.connection.update({n: v for n, v in tls.items() if n not in target.connection})
@@ -407,6 +470,12 @@ def _settings(config: Mapping[str, Any], prefix: str) -> Settings:
         client_name=to_optional_str(k("CLIENT_NAME"), config[k("CLIENT_NAME")]),
         health_timeout=to_seconds(k("HEALTH_TIMEOUT"), config[k("HEALTH_TIMEOUT")]),
         key_prefix=key_prefix,
+        sentinel_username=to_optional_str(k("SENTINEL_USERNAME"), config[k("SENTINEL_USERNAME")]),
+        sentinel_password=to_optional_str(k("SENTINEL_PASSWORD"), config[k("SENTINEL_PASSWORD")]),
+        sentinel_timeout=to_seconds(k("SENTINEL_TIMEOUT"), config[k("SENTINEL_TIMEOUT")]),
+        sentinel_check_interval=to_seconds(
+            k("SENTINEL_CHECK_INTERVAL"), config[k("SENTINEL_CHECK_INTERVAL")], allow_zero=True
+        ),
     )
 
 

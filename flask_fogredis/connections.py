@@ -100,7 +100,24 @@ def _memory_server(name: str) -> Any:
 
 
 def connection_options(settings: Settings) -> tuple[type[AbstractConnection], dict[str, Any]]:
-    """The connection class and its keyword arguments for ``settings``."""
+    """The connection class and its keyword arguments for ``settings``: for
+    Sentinel, a connection that asks the sentinels for the master whenever it
+    connects; for Cluster, one to the first listed node."""
+    connection_class, options = node_options(settings)
+    target = settings.target
+    if target.is_sentinel:
+        from .sentinel import master_connection_options
+
+        return master_connection_options(settings, options)
+    if target.is_cluster:
+        options.pop("db", None)
+        options["host"], options["port"] = target.nodes[0]
+    return connection_class, options
+
+
+def node_options(settings: Settings) -> tuple[type[AbstractConnection], dict[str, Any]]:
+    """The connection class and keyword arguments of one data node, without
+    its address for Sentinel and Cluster targets."""
     target = settings.target
     options: dict[str, Any] = dict(target.connection)
     options.update(
@@ -122,7 +139,7 @@ def connection_options(settings: Settings) -> tuple[type[AbstractConnection], di
     if target.scheme == "unix":
         return FogUnixConnection, options
     options["socket_keepalive"] = settings.keepalive
-    return (FogSSLConnection if target.scheme == "rediss" else FogConnection), options
+    return (FogSSLConnection if target.tls else FogConnection), options
 
 
 class PoolQueue(LifoQueue[Optional[AbstractConnection]]):
@@ -169,8 +186,14 @@ def build_pool(
     settings: Settings, observe: Callable[[PoolQueue], None] | None = None
 ) -> BlockingConnectionPool:
     """The blocking pool for ``settings``: created empty, it connects lazily.
-    ``observe`` is told of every connection taken or returned."""
-    connection_class, options = connection_options(settings)
+    ``observe`` is told of every connection taken or returned. For Sentinel,
+    a pool of connections to the current master; Cluster has a pool per node
+    (see :func:`topology.build_client`)."""
+    connection_class, options = node_options(settings)
+    if settings.target.is_sentinel:
+        from .sentinel import build_sentinel_pool
+
+        return build_sentinel_pool(settings, options, observe)
     return BlockingConnectionPool(
         max_connections=settings.pool_size,
         timeout=settings.pool_timeout,
@@ -183,7 +206,9 @@ def build_pool(
 
 def pool_stats(pool: BlockingConnectionPool) -> dict[str, int]:
     """Size, open, idle and in-use connections of ``pool``, and the callers
-    waiting for one."""
+    waiting for one. For a cluster's pools, their sum (size: per node)."""
+    if hasattr(pool, "stats"):
+        return pool.stats()  # type: ignore[no-any-return]
     created = len(getattr(pool, "_connections", ()))
     idle = sum(1 for conn in list(pool.pool.queue) if conn is not None)
     return {
@@ -195,16 +220,25 @@ def pool_stats(pool: BlockingConnectionPool) -> dict[str, int]:
     }
 
 
-def describe(target: Target, exc: BaseException) -> str:
+def describe(target: Target, exc: BaseException, *secrets: str | None) -> str:
     """A short, password-free sentence about a redis-py error."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if target.password:
-        text = text.replace(target.password, "***")
+    for secret in (target.password, *secrets):
+        if secret:
+            text = text.replace(secret, "***")
     return text
 
 
 # BlockingConnectionPool's only signal that no connection was free in time.
 _POOL_EXHAUSTED = "No connection available."
+# A cluster that is failing over, or a slot no node serves yet: try again soon.
+_CLUSTER_UNAVAILABLE = (
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.SlotNotCoveredError,
+)
+_CROSS_SLOT = "same key slot"
 
 
 class translated:
@@ -231,17 +265,18 @@ class translated:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> Literal[False]:
-        if isinstance(exc, redis.RedisError):
+        if isinstance(exc, (redis.RedisError, redis.exceptions.RedisClusterException)):
             raise _translate(self._settings, exc) from None
         return False
 
 
-def _translate(settings: Settings, exc: redis.RedisError) -> FogRedisError:
+def _translate(settings: Settings, exc: Exception) -> FogRedisError:
     target = settings.target
+    secret = settings.sentinel_password
     if isinstance(exc, redis.AuthenticationError):
         return RedisUnavailableError(
             f"Redis at {target.display} refused the credentials "
-            f"({describe(target, exc)}): check the password in {settings.key('URL')}."
+            f"({describe(target, exc, secret)}): check the password in {settings.key('URL')}."
         )
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         if str(exc) == _POOL_EXHAUSTED:
@@ -252,7 +287,24 @@ def _translate(settings: Settings, exc: redis.RedisError) -> FogRedisError:
                 "connections for less time."
             )
         what = "did not answer in time" if isinstance(exc, redis.TimeoutError) else "is unavailable"
-        return RedisUnavailableError(f"Redis at {target.display} {what}: {describe(target, exc)}")
+        return RedisUnavailableError(
+            f"Redis at {target.display} {what}: {describe(target, exc, secret)}"
+        )
+    if isinstance(exc, _CLUSTER_UNAVAILABLE):
+        return RedisUnavailableError(
+            f"Redis Cluster at {target.display} cannot serve the command now: "
+            f"{describe(target, exc, secret)}"
+        )
+    if isinstance(exc, redis.exceptions.RedisClusterException):
+        # The cluster client's own: no node answers (an outage), or keys of
+        # one command in different slots (a mistake in the command).
+        if _CROSS_SLOT in str(exc):
+            return RedisCommandError(
+                f"Redis Cluster at {target.display} cannot run it: {describe(target, exc, secret)}"
+            )
+        return RedisUnavailableError(
+            f"Redis Cluster at {target.display} is unavailable: {describe(target, exc, secret)}"
+        )
     return RedisCommandError(
-        f"Redis at {target.display} refused the command: {describe(target, exc)}"
+        f"Redis at {target.display} refused the command: {describe(target, exc, secret)}"
     )

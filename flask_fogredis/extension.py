@@ -17,12 +17,11 @@ from flask import Flask, Request, current_app
 from .cache import Cache, cached_view, make_vary
 from .cli import fogredis_cli
 from .config import EXTENSION_KEY, Settings, read_settings, to_bool, to_int
-from .connections import build_pool, translated
+from .connections import translated
 from .errors import ConfigurationError, NotInitializedError, RedisUnavailableError
 from .health import read_endpoint_settings, register_endpoints
 from .metrics import SharedStats, shared_metrics
 from .near import NearCache
-from .probe import HealthProbe
 from .revocation import (
     Revocations,
     RevocationUnavailableError,
@@ -33,6 +32,7 @@ from .revocation import (
     unavailable_response,
 )
 from .stats import Stats
+from .topology import build_client, build_probe
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -50,14 +50,17 @@ class AppState:
         shared = shared_metrics() if self.endpoints.metrics_enabled else None
         prefix = settings.prefix
         self.stats = Stats() if shared is None else SharedStats(shared, prefix)
-        self.pool = build_pool(
+        # Typed as for one Redis: for Cluster they are a RedisCluster and its
+        # pools seen as one (ClusterPools), with the same commands and stats.
+        self.pool: redis.BlockingConnectionPool
+        self.client: redis.Redis
+        self.pool, self.client = build_client(
             settings, shared.pool_observer(prefix, settings.pool_size) if shared else None
         )
-        self.client = redis.Redis(connection_pool=self.pool)
-        self.probe = HealthProbe(
+        self.probe = build_probe(
             settings,
             self.pool,
-            settings.health_timeout,
+            self.client,
             collect_info=self.endpoints.details_token is not None,
             on_result=shared.probe_observer(prefix) if shared else None,
         )
@@ -224,12 +227,14 @@ class FogRedis:
 
     @property
     def client(self) -> redis.Redis:
-        """The current app's ``redis.Redis``, bound to its pool."""
+        """The current app's ``redis.Redis``, bound to its pool; for a
+        ``redis+cluster://`` URL, a ``redis.cluster.RedisCluster``."""
         return self.state().client
 
     @property
     def pool(self) -> redis.BlockingConnectionPool:
-        """The current app's blocking connection pool."""
+        """The current app's blocking connection pool (for Cluster, its
+        per-node pools, seen as one)."""
         return self.state().pool
 
     def _call(self, command: str, *args: Any, **options: Any) -> Any:
@@ -255,6 +260,9 @@ class FogRedis:
 
     def delete(self, *keys: str) -> int:
         """Delete ``keys``; returns how many existed."""
+        if len(keys) > 1 and self.state().settings.target.is_cluster:
+            # Keys may be in different slots, which one DEL cannot span.
+            return sum(self.delete(key) for key in keys)
         return int(self._call("DEL", *keys)) if keys else 0
 
     def exists(self, key: str) -> bool:
@@ -306,15 +314,22 @@ class FogRedis:
             lifetime = token_lifetime(config, leeway_of(config))
         state.revocations.revoke_all(identity, lifetime)
 
-    def blacklist_token(self, jti: str, expire_seconds: int | float | timedelta | None) -> None:
-        """Revoke ``jti`` for ``expire_seconds`` (None: forever)."""
-        self.state().revocations.blacklist(jti, expire_seconds)
+    def blacklist_token(
+        self,
+        jti: str,
+        expire_seconds: int | float | timedelta | None,
+        identity: object = None,
+    ) -> None:
+        """Revoke ``jti`` for ``expire_seconds`` (None: forever). On Redis
+        Cluster pass the token's ``identity`` too (:class:`TokenError`
+        otherwise)."""
+        self.state().revocations.blacklist(jti, expire_seconds, identity)
 
-    def is_token_blacklisted(self, jti: str) -> bool:
+    def is_token_blacklisted(self, jti: str, identity: object = None) -> bool:
         """Whether ``jti`` was revoked (by ``blacklist_token`` or
-        ``revoke_token``). Raises :class:`RedisUnavailableError` when Redis
-        cannot answer."""
-        return self.state().revocations.is_blacklisted(jti)
+        ``revoke_token``); on Redis Cluster pass the token's ``identity``
+        too. Raises :class:`RedisUnavailableError` when Redis cannot answer."""
+        return self.state().revocations.is_blacklisted(jti, identity)
 
     # -- caching ----------------------------------------------------------
 

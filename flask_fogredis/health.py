@@ -22,6 +22,7 @@ from .connections import pool_stats
 from .errors import ConfigurationError
 from .metrics import CONTENT_TYPE, render
 from .probe import PingResult
+from .topology import topology_details
 
 if TYPE_CHECKING:
     from .extension import AppState
@@ -193,6 +194,7 @@ def _details(state: AppState, result: PingResult) -> dict[str, Any]:
         "pool_in_use": pool["in_use"],
         "pool_idle": pool["idle"],
         "cache": cache,
+        **topology_details(state.probe),
     }
 
 

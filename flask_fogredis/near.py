@@ -38,6 +38,7 @@ from redis.connection import AbstractConnection
 
 from .config import Settings
 from .connections import connection_options
+from .errors import ConfigurationError
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -69,6 +70,11 @@ class NearCache:
     ) -> None:
         """``on_event(name, amount)`` hears of ``near_cache_hits``,
         ``_misses``, ``_invalidations`` and ``_flushes``."""
+        if settings.target.is_cluster:
+            raise ConfigurationError(
+                f"{settings.key('URL')} is a Redis Cluster ({settings.target.display}), "
+                "where the near cache is not supported: turn the near cache off."
+            )
         self._settings = settings
         self._on_event = on_event
         self._prefixes = tuple(prefixes)

@@ -9,6 +9,13 @@ Two kinds of entry, both read by one MGET per request:
   time is revoked ("log out everywhere"). Tokens carry ``iat`` in whole
   seconds, so a token issued in the same second as the revocation is refused
   too: the safe side of the boundary.
+
+On Redis Cluster both keys carry the identity as a hash tag,
+``<prefix>:jwt:{<identity>}:jti:<jti>`` and
+``<prefix>:jwt:{<identity>}:sub:<identity>``, so that they share a slot and
+the MGET stays one command on one node. A revocation by bare ``jti`` must
+then name the identity too; without it, it is refused rather than written
+where no check would look.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from flask import Flask, Response, current_app, jsonify
+from redis.cluster import RedisCluster
 
-from .config import EXTENSION_KEY, Settings, to_bool, to_seconds
+from .config import EXTENSION_KEY, Settings, to_bool, to_int, to_seconds
 from .connections import translated
 from .errors import ConfigurationError, RedisUnavailableError, TokenError
 from .logs import RateLimitedLog
+from .topology import slot_tag, write_acknowledged
 
 if TYPE_CHECKING:
     from .extension import AppState
@@ -75,8 +84,11 @@ class Revocations:
         self.max_lifetime = (
             None if lifetime is None else to_seconds(k("JWT_MAX_TOKEN_LIFETIME"), lifetime)
         )
-        self.prefix = f"{settings.key_prefix}:jwt:"
         self.near: NearCache | None = None  # set by the app state when enabled
+        self.wait_replicas = to_int(k("JWT_WAIT_REPLICAS"), config[k("JWT_WAIT_REPLICAS")], 0)
+        self.wait_timeout = to_seconds(k("JWT_WAIT_TIMEOUT"), config[k("JWT_WAIT_TIMEOUT")])
+        self._cluster = settings.target.is_cluster
+        self.prefix = f"{settings.key_prefix}:jwt:"
         self._jti_prefix = f"{settings.key_prefix}:jwt:jti:"
         self._sub_prefix = f"{settings.key_prefix}:jwt:sub:"
         self._policy_checked = False
@@ -84,37 +96,63 @@ class Revocations:
         self._outage_log = RateLimitedLog(logger, interval=30.0)
         self._stats = state.stats
 
+    # -- keys -----------------------------------------------------------
+
+    def _jti_key(self, jti: str, identity: object = None) -> str:
+        if self._cluster and identity is not None:
+            return f"{self.prefix}{slot_tag(_identity(identity))}:jti:{jti}"
+        return self._jti_prefix + jti
+
+    def _sub_key(self, identity: object) -> str:
+        name = _identity(identity)
+        if self._cluster:
+            return f"{self.prefix}{slot_tag(name)}:sub:{name}"
+        return self._sub_prefix + name
+
+    def _bare_jti_key(self, jti: str, identity: object) -> str:
+        if self._cluster and identity is None:
+            raise TokenError(
+                "On Redis Cluster a revocation by jti needs the token's identity too "
+                "(identity=...): the check reads the jti where the identity's marker is."
+            )
+        return self._jti_key(jti, identity)
+
     # -- writing --------------------------------------------------------
 
     def revoke(self, payload: Mapping[str, Any], leeway: float) -> bool:
         """Revoke one decoded token; False (nothing written) if it has
         already expired beyond the leeway."""
         jti = _jti(payload)
+        identity = payload.get(_identity_claim()) if self._cluster else None
         exp = payload.get("exp")
         ttl_ms: int | None = None
         if exp is not None:
             ttl_ms = math.ceil((float(exp) + leeway - time.time()) * 1000)
             if ttl_ms <= 0:
                 return False
-        self._write(self._jti_prefix + jti, ttl_ms)
+        self._write(self._jti_key(jti, identity), ttl_ms)
         return True
 
-    def blacklist(self, jti: str, expire_seconds: int | float | timedelta | None) -> None:
-        """Revoke ``jti`` for ``expire_seconds`` (None: forever)."""
+    def blacklist(
+        self, jti: str, expire_seconds: int | float | timedelta | None, identity: object = None
+    ) -> None:
+        """Revoke ``jti`` for ``expire_seconds`` (None: forever). On Redis
+        Cluster ``identity`` (the token's) is required."""
         if not isinstance(jti, str) or not jti:
             raise TokenError("jti must be a non-empty string.")
+        key = self._bare_jti_key(jti, identity)
         ttl_ms = None
         if expire_seconds is not None:
             seconds = to_seconds("expire_seconds", expire_seconds)
             ttl_ms = math.ceil(seconds * 1000)
-        self._write(self._jti_prefix + jti, ttl_ms)
+        self._write(key, ttl_ms)
 
     def revoke_all(self, identity: object, lifetime: float | None) -> None:
         """Refuse every token of ``identity`` issued up to now. The marker
         lives as long as the longest-lived token could (``lifetime``, None:
         forever)."""
         ttl_ms = None if lifetime is None else math.ceil(lifetime * 1000)
-        self._write(self._sub_prefix + _identity(identity), ttl_ms, value=f"{time.time():.6f}")
+        self._write(self._sub_key(identity), ttl_ms, value=f"{time.time():.6f}")
 
     def _write(self, key: str, ttl_ms: int | None, value: str | None = None) -> None:
         self.check_eviction_policy()
@@ -122,8 +160,18 @@ class Revocations:
         if ttl_ms is not None:
             args += ["PX", ttl_ms]
         sent = self.near.expect(key) if self.near is not None else None
-        with translated(self._settings):
-            self._state.client.execute_command(*args)
+        if self.wait_replicas:
+            write_acknowledged(
+                self._state.client,
+                self._settings,
+                key,
+                args,
+                self.wait_replicas,
+                self.wait_timeout,
+            )
+        else:
+            with translated(self._settings):
+                self._state.client.execute_command(*args)
         self._stats.count("revocations")
         if sent is not None:
             # Return once Redis has sent the invalidation to every process:
@@ -132,21 +180,23 @@ class Revocations:
 
     # -- reading --------------------------------------------------------
 
-    def is_blacklisted(self, jti: str) -> bool:
-        """Whether ``jti`` itself is revoked (log-out-everywhere aside)."""
+    def is_blacklisted(self, jti: str, identity: object = None) -> bool:
+        """Whether ``jti`` itself is revoked (log-out-everywhere aside). On
+        Redis Cluster ``identity`` (the token's) is required."""
+        key = self._bare_jti_key(jti, identity)
         self.check_eviction_policy()
         with translated(self._settings):
-            return bool(self._state.client.execute_command("EXISTS", self._jti_prefix + jti))
+            return bool(self._state.client.execute_command("EXISTS", key))
 
     def is_revoked(self, payload: Mapping[str, Any], identity_claim: str) -> bool:
         """Whether the token is revoked, by its ``jti`` or by a log out
         everywhere of its identity: one round trip."""
         jti = _jti(payload)
         self._stats.count("revocation_checks")
-        keys = [self._jti_prefix + jti]
         identity = payload.get(identity_claim)
+        keys = [self._jti_key(jti, identity)]
         if identity is not None:
-            keys.append(self._sub_prefix + _identity(identity))
+            keys.append(self._sub_key(identity))
         self.check_eviction_policy()
         values = self._read(keys)
         if values[0] is not None:
@@ -198,6 +248,14 @@ class Revocations:
         if self._settings.target.scheme == "memory":
             return None
         try:
+            if self._cluster:
+                # Every primary holds revocations: the first that may evict.
+                replies = self._state.client.execute_command(
+                    "CONFIG", "GET", "maxmemory-policy", target_nodes=RedisCluster.PRIMARIES
+                )
+                found = sorted({p for p in map(_policy, replies.values()) if p})
+                unsafe = [p for p in found if p not in _SAFE_POLICIES]
+                return (unsafe or found)[0] if found else None
             reply = self._state.client.execute_command("CONFIG", "GET", "maxmemory-policy")
         except redis.ResponseError:
             logger.info(
@@ -205,11 +263,7 @@ class Revocations:
                 "noeviction on the Redis that holds revocations."
             )
             return None
-        if isinstance(reply, dict):  # RESP3
-            value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
-        else:
-            value = reply[1] if len(reply) > 1 else None
-        return value.decode() if isinstance(value, bytes) else value
+        return _policy(reply)
 
     # -- flask-jwt-extended ---------------------------------------------
 
@@ -217,7 +271,7 @@ class Revocations:
         """The per-request check: fail closed (or open, if configured) when
         Redis cannot answer; a token without jti is an invalid token."""
         try:
-            return self.is_revoked(jwt_payload, current_app.config.get("JWT_IDENTITY_CLAIM", "sub"))
+            return self.is_revoked(jwt_payload, _identity_claim())
         except TokenError as exc:
             from flask_jwt_extended.exceptions import JWTDecodeError
 
@@ -322,6 +376,19 @@ def _jti(payload: Mapping[str, Any]) -> str:
     if not jti or not isinstance(jti, str):
         raise TokenError("Missing claim: jti (the token cannot be revoked or checked without it)")
     return jti
+
+
+def _policy(reply: Any) -> str | None:
+    """maxmemory-policy from a CONFIG GET reply (a list, or a dict in RESP3)."""
+    if isinstance(reply, dict):
+        value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
+    else:
+        value = reply[1] if len(reply) > 1 else None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _identity_claim() -> str:
+    return str(current_app.config.get("JWT_IDENTITY_CLAIM", "sub"))
 
 
 def _identity(identity: object) -> str:

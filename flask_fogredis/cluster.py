@@ -1,0 +1,308 @@
+"""Redis Cluster: a ``RedisCluster`` whose per-node pools are the
+extension's blocking pools, built on first use.
+
+redis-py honours ``connection_pool_class`` only on its URL path (``url=``),
+and keeps only the connection options it knows of (it drops
+``health_check_interval``, for one): every option is therefore baked into the
+connection class, and the pool class and size are passed on the URL path.
+Each node gets a pool of ``POOL_SIZE`` connections of its own.
+
+Commands are never re-sent: redis-py's cluster retries (which would run an
+``INCR`` twice when a reply is lost) are off, as on the other pools. After a
+failover, the first command that reaches the dead node fails, redis-py reads
+the new layout of the cluster, and the next commands go to the new primary.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import AbstractConnection, BlockingConnectionPool
+from redis.crc import key_slot
+from redis.exceptions import MaxConnectionsError, RedisClusterException
+from redis.retry import Retry
+
+from .config import Settings
+from .connections import _POOL_EXHAUSTED, PoolQueue, pool_stats
+from .probe import HealthProbe, PingResult, parse_info
+
+# Before 6.0, RedisCluster counted its retries in this argument, not in retry=.
+_LEGACY_RETRIES = int(redis.__version__.split(".")[0]) < 6
+
+
+class NodePool(BlockingConnectionPool):
+    """One node's blocking pool. An exhausted pool is reported as such
+    (``MaxConnectionsError``), not as a node failure: redis-py would
+    otherwise re-read the whole cluster layout and drop the node's
+    connections."""
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except MaxConnectionsError:
+            raise
+        except redis.ConnectionError as exc:
+            if str(exc) == _POOL_EXHAUSTED:
+                raise MaxConnectionsError(_POOL_EXHAUSTED) from None
+            raise
+
+
+def baked(cls: type[Any], options: dict[str, Any]) -> type[Any]:
+    """``cls`` with ``options`` as defaults: redis-py's cluster client passes
+    on only the options it knows of (which ones depends on its version)."""
+
+    def __init__(self: Any, **kwargs: Any) -> None:
+        cls.__init__(self, **{**options, **kwargs})
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": __name__})
+
+
+class FogRedisCluster(RedisCluster):
+    """A ``RedisCluster`` that reads the cluster's layout on first use, not
+    when it is created: an app starts while the cluster is down, and its
+    commands fail (and then succeed) as with a single Redis."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.__dict__.update(_fog_kwargs=kwargs, _fog_lock=threading.RLock(), _fog_ready=False)
+        self.__dict__["_fog_builder"] = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the cluster's layout has been read."""
+        return bool(self.__dict__["_fog_ready"])
+
+    def start(self) -> None:
+        """Read the cluster's layout now; raises ``redis.ConnectionError`` if no
+        listed node answers."""
+        state = self.__dict__
+        if state["_fog_ready"]:
+            return
+        with state["_fog_lock"]:
+            if state["_fog_ready"]:
+                return
+            state["_fog_builder"] = threading.get_ident()
+            try:
+                super().__init__(**state["_fog_kwargs"])
+            except RedisClusterException as exc:
+                raise redis.ConnectionError(str(exc)) from None
+            finally:
+                state["_fog_builder"] = None
+            state["_fog_ready"] = True
+
+    def __getattr__(self, name: str) -> Any:
+        # Only attributes that RedisCluster.__init__ sets land here.
+        state = self.__dict__
+        if (
+            name.startswith("__")
+            or state.get("_fog_ready", True)
+            or state.get("_fog_builder") == threading.get_ident()
+        ):
+            raise AttributeError(name)
+        self.start()
+        return object.__getattribute__(self, name)
+
+    def close(self) -> None:
+        if self.started:
+            super().close()
+
+    def __del__(self) -> None:
+        if self.__dict__.get("_fog_ready"):
+            super().__del__()  # type: ignore[no-untyped-call]
+
+
+class ClusterPools:
+    """The per-node pools of one cluster client, seen as one: what the
+    health report, metrics and ``disconnect()`` need."""
+
+    def __init__(self, client: FogRedisCluster, size: int) -> None:
+        self.client = client
+        self.size = size
+
+    def pools(self) -> list[BlockingConnectionPool]:
+        if not self.client.started:
+            return []
+        found = []
+        for node in self.client.get_nodes():  # type: ignore[no-untyped-call]
+            connection = node.redis_connection
+            if connection is not None:
+                found.append(connection.connection_pool)
+        return found
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        for pool in self.pools():
+            pool.disconnect()
+
+    def stats(self) -> dict[str, int]:
+        """The sum of the nodes' :func:`pool_stats`; ``size`` is per node."""
+        total = {"size": self.size, "open": 0, "idle": 0, "in_use": 0, "waiting": 0}
+        for pool in self.pools():
+            for name, value in pool_stats(pool).items():
+                if name != "size":
+                    total[name] += value
+        return total
+
+    # The metrics' pool observer reads these, as on one pool's queue.
+    @property
+    def maxsize(self) -> int:
+        return sum(pool.max_connections for pool in self.pools())
+
+    @property
+    def waiting(self) -> int:
+        return self.stats()["waiting"]
+
+    def qsize(self) -> int:
+        return sum(pool.pool.qsize() for pool in self.pools())
+
+
+def build_cluster(
+    settings: Settings,
+    connection_class: type[AbstractConnection],
+    options: dict[str, Any],
+    observe: Callable[[PoolQueue], None] | None,
+) -> tuple[ClusterPools, FogRedisCluster]:
+    """The cluster client of ``settings`` and its pools, not yet connected."""
+    for name in ("host", "port", "db"):
+        options.pop(name, None)
+    (first_host, first_port), *others = settings.target.nodes
+    host = f"[{first_host}]" if ":" in first_host else first_host
+    # Each node's queue reports to one observer, for the whole cluster.
+    queue_class = (
+        PoolQueue if observe is None else partial(PoolQueue, observe=lambda _queue: observe(whole))
+    )
+    pool_options = {
+        "max_connections": settings.pool_size,
+        "timeout": settings.pool_timeout,
+        "queue_class": queue_class,
+        "connection_class": baked(connection_class, options),
+    }
+    kwargs: dict[str, Any] = {
+        "url": f"redis://{host}:{first_port}",
+        "startup_nodes": [ClusterNode(h, p) for h, p in others],
+        "connection_pool_class": baked(NodePool, pool_options),
+        "decode_responses": settings.decode_responses,
+        "retry": Retry(NoBackoff(), 0),
+        "require_full_coverage": False,
+        **pool_options,
+    }
+    if _LEGACY_RETRIES:
+        kwargs["cluster_error_retry_attempts"] = 0
+    client = FogRedisCluster(**kwargs)
+    whole: Any = ClusterPools(client, settings.pool_size)
+    return whole, client
+
+
+def node_client(client: RedisCluster, key: str) -> redis.Redis:
+    """The plain client of the primary holding ``key``: commands that must
+    share one connection (a write and its WAIT) go through it."""
+    return client.get_redis_connection(client.get_node_from_key(key))
+
+
+def clear_matching(client: RedisCluster, pattern: str, count: int, batch: int) -> int:
+    """Delete the keys matching ``pattern`` on every primary: SCAN on each,
+    and UNLINK in batches, one command per slot, pipelined per node."""
+    removed = 0
+    for node in client.get_primaries():
+        plain = client.get_redis_connection(node)
+        names: list[Any] = []
+        for name in plain.scan_iter(match=pattern, count=count):
+            names.append(name)
+            if len(names) >= batch:
+                removed += _unlink(plain, names)
+                names.clear()
+        if names:
+            removed += _unlink(plain, names)
+    return removed
+
+
+def _unlink(plain: redis.Redis, names: Iterable[Any]) -> int:
+    by_slot: defaultdict[int, list[Any]] = defaultdict(list)
+    for name in names:
+        by_slot[key_slot(name.encode() if isinstance(name, str) else name)].append(name)
+    pipe = plain.pipeline(transaction=False)
+    for group in by_slot.values():
+        pipe.unlink(*group)
+    return sum(int(n) for n in pipe.execute())
+
+
+class ClusterProbe(HealthProbe):
+    """PING and ``CLUSTER INFO`` on one node: healthy when it answers and says
+    the cluster is ``ok``. The node is a primary the client knows of (a listed
+    node before the client's first use); a failed check moves to the next."""
+
+    def __init__(self, *args: Any, client: FogRedisCluster, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._client = client
+        self._turn = 0
+        self.cluster: dict[str, str] = {}
+
+    def _candidates(self) -> list[tuple[str, int]]:
+        if self._client.started:
+            primaries = [(n.host, n.port) for n in self._client.get_primaries()]  # type: ignore[no-untyped-call]
+            if primaries:
+                return primaries
+        return list(self._settings.target.nodes)
+
+    def _conn(self) -> AbstractConnection:
+        fresh = self._connection is None
+        connection = super()._conn()
+        if fresh:
+            candidates = self._candidates()
+            host, port = candidates[self._turn % len(candidates)]
+            connection.host, connection.port = host, port  # type: ignore[attr-defined]
+        return connection
+
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        self.cluster = {}
+
+    def _ping(self) -> PingResult:
+        result = super()._ping()
+        connection = self._connection
+        if result.healthy and connection is not None:
+            try:
+                connection.send_command("CLUSTER", "INFO")
+                self.cluster = parse_info(connection.read_response())
+            except redis.RedisError:
+                connection.disconnect()
+                result = replace(result, healthy=False, error="error")
+            else:
+                if self.cluster.get("cluster_state") != "ok":
+                    result = replace(result, healthy=False, error="cluster down")
+        if not result.healthy:
+            self.cluster = {}
+            self._turn += 1
+            if connection is not None:
+                connection.disconnect()
+            self._connection = None
+        return result
+
+    def details(self) -> dict[str, Any]:
+        info = self.cluster
+        return {
+            "cluster": {
+                "state": info.get("cluster_state"),
+                "node": None
+                if self._connection is None
+                else f"{self._connection.host}:{self._connection.port}",  # type: ignore[attr-defined]
+                "slots_ok": _int(info.get("cluster_slots_ok")),
+                "slots_failing": _int(
+                    info.get("cluster_slots_pfail"), info.get("cluster_slots_fail")
+                ),
+                "known_nodes": _int(info.get("cluster_known_nodes")),
+                "primaries": _int(info.get("cluster_size")),
+                "pool_size_per_node": self._settings.pool_size,
+            }
+        }
+
+
+def _int(*values: str | None) -> int | None:
+    found = [int(v) for v in values if v is not None and v.isdigit()]
+    return sum(found) if found else None

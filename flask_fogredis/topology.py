@@ -1,0 +1,78 @@
+"""What differs between one Redis, Sentinel and Cluster, in one place: the
+client and its pools, the health probe, hash slots, and writes that wait for
+replicas."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from .cluster import ClusterProbe, build_cluster, node_client
+from .config import Settings
+from .connections import PoolQueue, build_pool, node_options, translated
+from .errors import RedisUnavailableError
+from .probe import HealthProbe
+from .sentinel import SentinelProbe
+
+
+def build_client(
+    settings: Settings, observe: Callable[[PoolQueue], None] | None = None
+) -> tuple[Any, Any]:
+    """The pool (or a cluster's pools) and the client for ``settings``;
+    nothing connects until first use."""
+    if settings.target.is_cluster:
+        connection_class, options = node_options(settings)
+        return build_cluster(settings, connection_class, options, observe)
+    pool = build_pool(settings, observe)
+    return pool, redis.Redis(connection_pool=pool)
+
+
+def build_probe(settings: Settings, pool: Any, client: Any, **options: Any) -> HealthProbe:
+    """The health probe that suits the target (see :class:`HealthProbe`)."""
+    timeout = settings.health_timeout
+    if settings.target.is_cluster:
+        return ClusterProbe(settings, pool, timeout, client=client, **options)
+    if settings.target.is_sentinel:
+        return SentinelProbe(settings, pool, timeout, **options)
+    return HealthProbe(settings, pool, timeout, **options)
+
+
+def topology_details(probe: HealthProbe) -> dict[str, Any]:
+    """The detailed health report's part about Sentinel (the master the
+    sentinels name) or Cluster (its state as the checked node sees it)."""
+    details = getattr(probe, "details", None)
+    return details() if callable(details) else {}
+
+
+def slot_tag(name: str) -> str:
+    """``name`` as a Redis Cluster hash tag: keys that contain it share a slot.
+    A name with braces in it is replaced by its digest, since a brace would
+    end the tag early (or leave it empty)."""
+    if "{" in name or "}" in name:
+        name = "#" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return "{" + name + "}"
+
+
+def write_acknowledged(
+    client: Any, settings: Settings, key: str, command: list[Any], replicas: int, timeout: float
+) -> None:
+    """Run ``command`` (a write to ``key``), then ``WAIT`` on the same
+    connection until ``replicas`` replicas have it, at most ``timeout``
+    seconds. Raises :class:`RedisUnavailableError` when fewer acknowledge it:
+    the write is on the primary, but a failover could lose it."""
+    with translated(settings):
+        plain = node_client(client, key) if settings.target.is_cluster else client
+        pipe = plain.pipeline(transaction=False)
+        pipe.execute_command(*command)
+        pipe.execute_command("WAIT", replicas, max(1, round(timeout * 1000)))
+        acknowledged = int(pipe.execute()[1])
+    if acknowledged < replicas:
+        raise RedisUnavailableError(
+            f"Only {acknowledged} of {replicas} replicas acknowledged the write within "
+            f"{timeout:g} s ({settings.key('URL')} at {settings.target.display}); it is on the "
+            "primary but a failover could lose it. Retry, or lower "
+            f"{settings.key('JWT_WAIT_REPLICAS')}."
+        )
