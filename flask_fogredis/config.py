@@ -214,13 +214,20 @@ _URL_SSL_OPTIONS = {
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password (or a lone user-info part) replaced by ``***``."""
+    """The URL with its password (or a lone user-info part) replaced by ``***``.
 
-    def mask(match: re.Match[str]) -> str:
-        user, sep, _ = match.group(1).partition(":")
-        return f"//{user}:***@" if sep else "//***@"
-
-    return re.sub(r"//([^/?#]*)@", mask, url)
+    Everything from ``//`` to the last ``@`` counts as user info, so that a
+    password with an unencoded ``/``, ``?``, ``#`` or ``@`` is masked whole
+    (at worst a host is masked too, never a password shown).
+    """
+    start = url.find("//")
+    end = url.rfind("@")
+    if start < 0 or end < start:
+        return url
+    user, sep, _ = url[start + 2 : end].partition(":")
+    if not sep or any(c in user for c in "/?#@"):
+        return f"{url[: start + 2]}***{url[end:]}"
+    return f"{url[: start + 2]}{user}:***{url[end:]}"
 
 
 @dataclass(frozen=True)
@@ -331,6 +338,23 @@ def to_optional_str(key: str, value: object) -> str | None:
 
 def parse_url(key: str, url: object) -> Target:
     """Validate a Redis URL and turn it into connection keyword arguments."""
+    try:
+        return _parse_url(key, url)
+    except ConfigurationError as exc:
+        if not isinstance(url, str):
+            raise
+        # A password with an unencoded / ? # or @ is cut into pieces that a
+        # parser takes for a host, port or path: none of them may show.
+        message = str(exc)
+        start, end = url.find("//"), url.rfind("@")
+        if 0 <= start < end:
+            for piece in re.split(r"[/?#@:]", url[start + 2 : end]):
+                if len(piece) >= 2:
+                    message = message.replace(piece, "***")
+        raise ConfigurationError(message) from None
+
+
+def _parse_url(key: str, url: object) -> Target:
     if not isinstance(url, str) or not url.strip():
         raise _fail(
             key, "is empty or not a string", "set it to a URL such as redis://:password@host:6379/0"
@@ -343,8 +367,13 @@ def parse_url(key: str, url: object) -> Target:
         scheme = parts.scheme.lower()
         # Sentinel and Cluster URLs list several hosts, with a port each.
         port = parts.port if "+" not in scheme else None
-    except ValueError as exc:
-        raise _fail(key, bad, f"check the host and port ({_reason(exc)})") from None
+    except ValueError:
+        # The parser's own words may quote a piece of a password: say them
+        # only when the URL has none.
+        reason = "" if "@" in url else f" ({str(exc).split(':')[0]})"
+        raise _fail(
+            key, bad, f"check the host and port{reason}, and URL-encode / ? # @ in a password"
+        ) from None
     if scheme not in SCHEMES:
         raise _fail(
             key,
@@ -390,10 +419,6 @@ def parse_url(key: str, url: object) -> Target:
         connection["password"] = password
     connection.update(options)
     return Target(scheme=scheme, display=shown, password=password, connection=connection)
-
-
-def _reason(exc: Exception) -> str:
-    return str(exc).split(":")[0]
 
 
 def _query(key: str, query: str, shown: str, *, tls: bool) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
 import pytest
@@ -145,6 +146,29 @@ def test_unix_socket_url() -> None:
 )
 def test_mask_url_hides_the_password(url: str, shown: str) -> None:
     assert mask_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "password", ["Xq7/Zr9K", "Xq7?Zr9K", "Xq7#Zr9K", "Xq7@Zr9K", "Xq7:Zr9/Kw@W"]
+)
+def test_unencoded_special_characters_never_show_the_password(password: str) -> None:
+    """Unencoded, these characters end the user info early for a URL parser;
+    neither the password nor any piece of it may show."""
+    pieces = [piece for piece in re.split(r"[/?#@:]", password) if piece]
+    shown = []
+    for url in (
+        f"redis://:{password}@host:6379/0",
+        f"redis+sentinel://:{password}@h1:26379,h2:26379/mymaster",
+        f"redis+cluster://:{password}@h1:7000,h2:7001",
+    ):
+        shown.append(mask_url(url))
+        try:
+            FogRedis(make_app(REDIS_URL=url))
+        except ConfigurationError as exc:
+            shown.append(str(exc))
+    for text in shown:
+        for piece in pieces:
+            assert piece not in text
 
 
 def test_config_prefix_gives_two_instances_their_own_keys() -> None:
