@@ -367,7 +367,7 @@ def _parse_url(key: str, url: object) -> Target:
         scheme = parts.scheme.lower()
         # Sentinel and Cluster URLs list several hosts, with a port each.
         port = parts.port if "+" not in scheme else None
-    except ValueError:
+    except ValueError as exc:
         # The parser's own words may quote a piece of a password: say them
         # only when the URL has none.
         reason = "" if "@" in url else f" ({str(exc).split(':')[0]})"
