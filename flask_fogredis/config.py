@@ -368,9 +368,9 @@ def _parse_url(key: str, url: object) -> Target:
         # Sentinel and Cluster URLs list several hosts, with a port each.
         port = parts.port if "+" not in scheme else None
     except ValueError as exc:
-        # The parser's own words may quote a piece of a password: say them
-        # only when the URL has none.
-        reason = "" if "@" in url else f" ({str(exc).split(':')[0]})"
+        # The parser's words may quote a piece of a password: parse_url
+        # scrubs every piece of the user info from the message.
+        reason = f" ({str(exc).split(':')[0]})"
         raise _fail(
             key, bad, f"check the host and port{reason}, and URL-encode / ? # @ in a password"
         ) from None
