@@ -86,7 +86,9 @@ class Cache:
         self.lock_timeout = to_seconds(
             main.key("CACHE_LOCK_TIMEOUT"), config[main.key("CACHE_LOCK_TIMEOUT")]
         )
-        self._prefix = f"{self.settings.key_prefix}:cache:"
+        # The app's own prefix, on its own Redis too: two apps sharing one
+        # cache Redis must not read each other's entries.
+        self._prefix = f"{main.key_prefix}:cache:"
         self.near: NearCache | None = None  # set by the app state when enabled
         self._stats = state.stats
         self._log = RateLimitedLog(logger, interval=30.0)

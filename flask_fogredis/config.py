@@ -157,7 +157,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "JWT_BLOCKLIST",
         True,
-        "Register the revocation check on the app's flask-jwt-extended `JWTManager`.",
+        "Register the revocation check on the app's flask-jwt-extended `JWTManager`. "
+        "Default: True for the app's first FogRedis, False for later ones (another "
+        "config prefix).",
     ),
     Option(
         "JWT_FAIL_OPEN",

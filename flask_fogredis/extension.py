@@ -157,6 +157,10 @@ class FogRedis:
         states: dict[str, AppState] = app.extensions.setdefault(EXTENSION_KEY, {})
         if self.config_prefix in states:
             return
+        # Only the app's first FogRedis checks revocations unless told to: a
+        # second one (a cache's Redis, say) must not add a round trip to
+        # every request, nor refuse tokens when only it is down.
+        app.config.setdefault(f"{self.config_prefix}_JWT_BLOCKLIST", not states)
         settings = read_settings(app.config, self.config_prefix)
         state = AppState(settings, app.config)
         register_endpoints(app, state)

@@ -238,3 +238,17 @@ def test_clearing_200000_entries_does_not_block_the_server(module_redis: RedisSe
     assert stats["cmdstat_unlink"]["calls"] >= 200_000 // 500
     print(f"worst PING while clearing 200,000 entries: {worst * 1000:.1f} ms")
     assert worst < 0.5  # a blocking delete of 200,000 keys would stall far longer
+
+
+def test_apps_sharing_a_cache_redis_keep_their_key_prefixes(redis_factory: ServerFactory) -> None:
+    main, cache = redis_factory(), redis_factory()
+    fogs = []
+    for prefix in ("tenant1", "tenant2"):
+        app = make_app(REDIS_URL=main.url, REDIS_CACHE_URL=cache.url, REDIS_KEY_PREFIX=prefix)
+        fogs.append((app, FogRedis(app)))
+    (app1, fog1), (app2, fog2) = fogs
+    with app1.app_context():
+        fog1.cache_set("users", "42", "tenant1 secret")
+    with app2.app_context():
+        assert fog2.cache_get("users", "42") is None
+    assert cache.admin().keys("tenant1:cache:*") != []

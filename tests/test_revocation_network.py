@@ -10,7 +10,7 @@ import pytest
 import redis
 from flask_jwt_extended import create_access_token
 
-from flask_fogredis import RedisUnavailableError
+from flask_fogredis import FogRedis, RedisUnavailableError
 from flask_fogredis.revocation import EvictionPolicyError
 
 from .conftest import ServerFactory
@@ -157,3 +157,19 @@ def test_policy_is_read_once_not_per_request(redis_server: RedisServer) -> None:
     for _ in range(10):
         client.get("/protected", headers=bearer(token))
     assert _commandstats(redis_server.admin()).get("config|get") == 1
+
+
+def test_a_second_fogredis_does_not_check_revocations(redis_factory: ServerFactory) -> None:
+    main, other = redis_factory(), redis_factory()
+    app, fog, _ = jwt_app(main.url, CACHE_REDIS_URL=other.url)
+    second = FogRedis(app, config_prefix="CACHE_REDIS")
+    client = app.test_client()
+    with app.app_context():
+        token = create_access_token("alice")
+        second.set("k", "v")
+    for _ in range(3):
+        assert client.get("/protected", headers=bearer(token)).status_code == 200
+    assert "cmdstat_mget" not in other.admin().info("commandstats")
+    other.kill()
+    assert client.get("/protected", headers=bearer(token)).status_code == 200
+    assert fog is not second
