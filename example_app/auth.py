@@ -41,11 +41,13 @@ def login() -> tuple[dict[str, Any], int]:
 
 @auth.post("/auth/refresh")
 @jwt_required(refresh=True)
-def refresh() -> dict[str, Any]:
-    """A new pair; the refresh token used is revoked, so it works once."""
+def refresh() -> tuple[dict[str, Any], int]:
+    """A new pair; the refresh token used is revoked, so it works once, even
+    when the same token is sent twice at the same moment."""
     old = get_jwt()
-    fog.revoke_token(old)
-    return _tokens(old["sub"], old.get("roles", []))
+    if not fog.revoke_token(old):
+        return {"error": "This refresh token was already used."}, 401
+    return _tokens(old["sub"], old.get("roles", [])), 200
 
 
 @auth.post("/auth/logout")

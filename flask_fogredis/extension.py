@@ -301,7 +301,9 @@ class FogRedis:
         """Revoke a token (its decoded payload, as ``get_jwt()`` returns, or
         the encoded JWT) for exactly as long as it could still be accepted.
 
-        Returns False, writing nothing, if it has already expired. Raises
+        Returns False, writing nothing, if it has already expired or was
+        already revoked: of concurrent calls for one token exactly one gets
+        True, so a refresh endpoint can make its token work once. Raises
         :class:`TokenError` for a token without ``jti`` and
         :class:`RedisUnavailableError` if the revocation could not be stored.
         """

@@ -121,7 +121,8 @@ class Revocations:
 
     def revoke(self, payload: Mapping[str, Any], leeway: float) -> bool:
         """Revoke one decoded token; False (nothing written) if it has
-        already expired beyond the leeway."""
+        already expired beyond the leeway, or was already revoked: of
+        concurrent calls for one token, exactly one gets True."""
         jti = _jti(payload)
         identity = payload.get(_identity_claim()) if self._cluster else None
         exp = payload.get("exp")
@@ -130,8 +131,7 @@ class Revocations:
             ttl_ms = math.ceil((float(exp) + leeway - time.time()) * 1000)
             if ttl_ms <= 0:
                 return False
-        self._write(self._jti_key(jti, identity), ttl_ms)
-        return True
+        return self._write(self._jti_key(jti, identity), ttl_ms, only_new=True)
 
     def blacklist(
         self, jti: str, expire_seconds: int | float | timedelta | None, identity: object = None
@@ -154,14 +154,20 @@ class Revocations:
         ttl_ms = None if lifetime is None else math.ceil(lifetime * 1000)
         self._write(self._sub_key(identity), ttl_ms, value=f"{time.time():.6f}")
 
-    def _write(self, key: str, ttl_ms: int | None, value: str | None = None) -> None:
+    def _write(
+        self, key: str, ttl_ms: int | None, value: str | None = None, only_new: bool = False
+    ) -> bool:
+        """SET ``key``; with ``only_new``, only if it is absent (NX). Whether
+        it was written."""
         self.check_eviction_policy()
         args: list[Any] = ["SET", key, value or str(int(time.time()))]
         if ttl_ms is not None:
             args += ["PX", ttl_ms]
+        if only_new:
+            args.append("NX")
         sent = self.near.expect(key) if self.near is not None else None
         if self.wait_replicas:
-            write_acknowledged(
+            reply = write_acknowledged(
                 self._state.client,
                 self._settings,
                 key,
@@ -171,12 +177,15 @@ class Revocations:
             )
         else:
             with translated(self._settings):
-                self._state.client.execute_command(*args)
+                reply = self._state.client.execute_command(*args)
+        if not reply:
+            return False
         self._stats.count("revocations")
         if sent is not None:
             # Return once Redis has sent the invalidation to every process:
             # the caller's next request, on any worker, then finds it there.
             sent.wait(_INVALIDATION_WAIT)
+        return True
 
     # -- reading --------------------------------------------------------
 

@@ -58,21 +58,23 @@ def slot_tag(name: str) -> str:
 
 def write_acknowledged(
     client: Any, settings: Settings, key: str, command: list[Any], replicas: int, timeout: float
-) -> None:
+) -> Any:
     """Run ``command`` (a write to ``key``), then ``WAIT`` on the same
     connection until ``replicas`` replicas have it, at most ``timeout``
-    seconds. Raises :class:`RedisUnavailableError` when fewer acknowledge it:
-    the write is on the primary, but a failover could lose it."""
+    seconds; returns the write's reply. Raises :class:`RedisUnavailableError`
+    when fewer acknowledge it: the write is on the primary, but a failover
+    could lose it."""
     with translated(settings):
         plain = node_client(client, key) if settings.target.is_cluster else client
         pipe = plain.pipeline(transaction=False)
         pipe.execute_command(*command)
         pipe.execute_command("WAIT", replicas, max(1, round(timeout * 1000)))
-        acknowledged = int(pipe.execute()[1])
-    if acknowledged < replicas:
+        reply, acknowledged = pipe.execute()
+    if int(acknowledged) < replicas:
         raise RedisUnavailableError(
             f"Only {acknowledged} of {replicas} replicas acknowledged the write within "
             f"{timeout:g} s ({settings.key('URL')} at {settings.target.display}); it is on the "
             "primary but a failover could lose it. Retry, or lower "
             f"{settings.key('JWT_WAIT_REPLICAS')}."
         )
+    return reply

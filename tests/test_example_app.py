@@ -198,3 +198,25 @@ def test_unknown_routes_and_methods_answer_json(client: FlaskClient) -> None:
 def test_protected_endpoints_need_a_token(client: FlaskClient) -> None:
     assert client.get("/me").status_code == 401
     assert client.post("/auth/logout").status_code == 401
+
+
+def test_a_refresh_token_works_once_even_when_sent_twice_at_once(client: FlaskClient) -> None:
+    import threading
+
+    tokens = login(client)
+    statuses: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def refresh() -> None:
+        own = client.application.test_client()
+        barrier.wait()
+        statuses.append(
+            own.post("/auth/refresh", headers=auth(tokens["refresh_token"])).status_code
+        )
+
+    threads = [threading.Thread(target=refresh) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200] + [401] * 7

@@ -310,3 +310,11 @@ def test_one_jwt_manager_serving_two_apps_keeps_their_blocklists_apart() -> None
         fog.revoke_all_tokens("alice")
     assert first.test_client().get("/protected", headers=bearer(token)).status_code == 401
     assert second.test_client().get("/protected", headers=bearer(token)).status_code == 200
+
+
+def test_revoking_twice_says_it_was_already_revoked() -> None:
+    app, fog, _ = jwt_app()
+    with app.app_context():
+        token = create_access_token("alice")
+        assert fog.revoke_token(token) is True
+        assert fog.revoke_token(token) is False
