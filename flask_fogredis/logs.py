@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+from .forking import renew_locks_after_fork
+
 
 class RateLimitedLog:
     """At most one line per ``interval`` seconds for each incident kind; the
@@ -16,6 +18,7 @@ class RateLimitedLog:
         self._logger = logger
         self._interval = interval
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 

@@ -39,6 +39,7 @@ from redis.connection import AbstractConnection
 from .config import Settings
 from .connections import connection_options
 from .errors import ConfigurationError
+from .forking import renew_locks_after_fork
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -82,6 +83,7 @@ class NearCache:
         self.max_bytes = max_bytes
         self._ping_interval = ping_interval
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")
         self._entries: OrderedDict[str, Any] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self._bytes = 0

@@ -36,6 +36,7 @@ from redis.cluster import RedisCluster
 from .config import EXTENSION_KEY, Settings, to_bool, to_int, to_seconds
 from .connections import translated
 from .errors import ConfigurationError, RedisUnavailableError, TokenError
+from .forking import renew_locks_after_fork
 from .logs import RateLimitedLog
 from .topology import slot_tag, write_acknowledged
 
@@ -93,6 +94,7 @@ class Revocations:
         self._sub_prefix = f"{settings.key_prefix}:jwt:sub:"
         self._policy_checked = False
         self._policy_lock = threading.Lock()
+        renew_locks_after_fork(self, "_policy_lock")
         self._outage_log = RateLimitedLog(logger, interval=30.0)
         self._stats = state.stats
 

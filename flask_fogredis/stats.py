@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
+from .forking import renew_locks_after_fork
+
 
 class Stats:
     """Counters of one app (one config prefix) in this process.
@@ -15,6 +17,7 @@ class Stats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")
         self.revocation_checks = 0
         self.revocations = 0
         self.redis_errors = 0
