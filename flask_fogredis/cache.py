@@ -50,6 +50,19 @@ _NOT_STORED = frozenset({"content-length", "x-cache", "date", "age", "set-cookie
 _GLOB_SPECIAL = frozenset("*?[]\\")
 _SCAN_COUNT = 1000
 _INVALIDATION_WAIT = 0.1
+# KEYS: value, lock. ARGV: token, blob, ttl in ms.
+_STORE_IF_LOCKED = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"""
+# KEYS: lock. ARGV: token.
+_RELEASE_IF_OURS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
 _UNLINK_BATCH = 500
 
 
@@ -92,6 +105,13 @@ class Cache:
         self.near: NearCache | None = None  # set by the app state when enabled
         self._stats = state.stats
         self._log = RateLimitedLog(logger, interval=30.0)
+        # Scripts need the value and its lock on one server: not on Cluster
+        # (different slots) nor on the embedded store (Lua is optional there).
+        scheme = self.settings.target.scheme
+        self._scripts = scheme != "memory" and not self.settings.target.is_cluster
+        if self._scripts:
+            self._store_script = self.client.register_script(_STORE_IF_LOCKED)
+            self._release_script = self.client.register_script(_RELEASE_IF_OURS)
 
     def close(self) -> None:
         if self.owns_pool:
@@ -239,12 +259,14 @@ class Cache:
                 self._stats.cache_event(namespace, "hits")
                 return response
         self._stats.cache_event(namespace, "misses")
+        lock = (lock_key, token) if locked else None
         try:
             response = make_response(view())
-            self._store(namespace, value_key, response, ttl, vary)
+            if self._store(namespace, value_key, response, ttl, vary, lock):
+                lock = None  # the store released it
         finally:
-            if locked:
-                self._release(namespace, lock_key, token)
+            if lock is not None:
+                self._release(namespace, *lock)
         return _tagged(response, "MISS")
 
     def _cached_response(self, value_key: str) -> Response | None:
@@ -303,9 +325,15 @@ class Cache:
         response: Response,
         ttl: float | timedelta | None,
         vary: _Vary,
-    ) -> None:
+        lock: tuple[str, str] | None = None,
+    ) -> bool:
+        """Store a cacheable response. Under our ``lock`` (key, token) the
+        write happens only if the lock is still ours, in one script that also
+        releases it: a namespace cleared while the view ran (which deletes
+        the lock) does not get the stale result back. Whether the script
+        ran (the lock is then released)."""
         if not _cacheable(response, vary):
-            return
+            return False
         now = time.time()
         meta = {
             "s": response.status_code,
@@ -317,14 +345,25 @@ class Cache:
         }
         blob = json.dumps(meta, separators=(",", ":")).encode() + b"\n" + response.get_data()
         try:
+            if lock is not None and self._scripts:
+                with translated(self.settings):
+                    self._store_script(
+                        keys=[value_key, lock[0]], args=[lock[1], blob, self._ttl_ms(ttl)]
+                    )
+                return True
             self._run("SET", value_key, blob, "PX", self._ttl_ms(ttl))
         except FogRedisError as exc:
             self._failed(namespace, exc)
+        return False
 
     def _release(self, namespace: str, lock_key: str, token: str) -> None:
+        """Delete the lock if it is still ours (it may have expired and been
+        taken by another request)."""
         try:
-            # Only our own lock: it may have expired and been taken by another.
-            if self._run("GET", lock_key, **{NEVER_DECODE: True}) == token.encode():
+            if self._scripts:
+                with translated(self.settings):
+                    self._release_script(keys=[lock_key], args=[token])
+            elif self._run("GET", lock_key, **{NEVER_DECODE: True}) == token.encode():
                 self._run("DEL", lock_key)
         except FogRedisError as exc:
             self._failed(namespace, exc)

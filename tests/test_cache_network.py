@@ -252,3 +252,28 @@ def test_apps_sharing_a_cache_redis_keep_their_key_prefixes(redis_factory: Serve
     with app2.app_context():
         assert fog2.cache_get("users", "42") is None
     assert cache.admin().keys("tenant1:cache:*") != []
+
+
+def test_a_clear_during_a_computation_is_not_undone_by_it(redis_server: RedisServer) -> None:
+    app = make_app(REDIS_URL=redis_server.url)
+    fog = FogRedis(app)
+    computing, finish = threading.Event(), threading.Event()
+    answers = iter(["read before the write", "read after the write"])
+
+    @app.get("/report")
+    @fog.cached("reports", ttl=60)
+    def report() -> str:
+        answer = next(answers)
+        computing.set()
+        finish.wait(5)
+        return answer
+
+    first = threading.Thread(target=app.test_client().get, args=("/report",))
+    first.start()
+    computing.wait(5)
+    with app.app_context():
+        fog.cache_clear_namespace("reports")  # the data changed meanwhile
+    finish.set()
+    first.join(5)
+    response = app.test_client().get("/report")
+    assert (response.headers["X-Cache"], response.get_data()) == ("MISS", b"read after the write")
