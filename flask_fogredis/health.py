@@ -10,6 +10,7 @@ credential the app configures.
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ def _token(key: str, value: object) -> str | None:
     return token
 
 
+logger = logging.getLogger("flask_fogredis")
+
+
 def register_endpoints(app: Flask, state: AppState) -> None:
     """Serve ``state``'s health endpoint and the app's metrics endpoint, as
     configured. Raises :class:`ConfigurationError` when a path is already a
@@ -119,6 +123,41 @@ def register_endpoints(app: Flask, state: AppState) -> None:
             url_prefix=endpoints.metrics_url,
             url_defaults={"config_prefix": prefix},
         )
+    claimed = []
+    if endpoints.health_enabled:
+        claimed.append((endpoints.health_url, state.settings.key("HEALTH_URL")))
+    if new_metrics:
+        claimed.append((endpoints.metrics_url, state.settings.key("METRICS_URL")))
+    _watch_late_routes(app, claimed)
+
+
+def _watch_late_routes(app: Flask, claimed: list[tuple[str, str]]) -> None:
+    """A route the app adds after ``init_app`` at one of our paths would be
+    shadowed by ours without a word: say so, once, at the first request."""
+    pending = [True]
+
+    def check() -> None:
+        if not pending:
+            return
+        pending.clear()
+        for path, key in claimed:
+            theirs = sorted(
+                rule.endpoint
+                for rule in app.url_map.iter_rules()
+                if rule.rule.rstrip("/") == path.rstrip("/")
+                and not rule.endpoint.startswith("fogredis_")
+            )
+            if theirs:
+                logger.error(
+                    "%s is both FogRedis's (%s) and the app's (%s, added after init_app); "
+                    "FogRedis answers it. Set %s to another path.",
+                    path,
+                    key,
+                    ", ".join(theirs),
+                    key,
+                )
+
+    app.before_request_funcs.setdefault(None, []).append(check)
 
 
 def _claim(app: Flask, path: str, settings: Settings, what: str) -> None:

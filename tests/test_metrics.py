@@ -3,6 +3,7 @@ credential, and sums over gunicorn's workers in multiprocess mode."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import threading
@@ -284,3 +285,20 @@ def test_gunicorn_workers_report_sums_in_multiprocess_mode(
         assert all(name.startswith("fogredis_") for name, _ in samples)
     log = (tmp_path / "gunicorn.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_route_added_after_init_app_at_our_path_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(REDIS_URL="memory://")
+    FogRedis(app)
+
+    @app.get("/metrics")
+    def own_metrics() -> str:
+        return "the app's own"
+
+    with caplog.at_level(logging.ERROR, logger="flask_fogredis"):
+        app.test_client().get("/metrics")
+        app.test_client().get("/metrics")
+    errors = [r.getMessage() for r in caplog.records if "REDIS_METRICS_URL" in r.getMessage()]
+    assert len(errors) == 1 and "own_metrics" in errors[0]
