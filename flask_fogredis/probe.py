@@ -193,6 +193,23 @@ class HealthProbe:
             self._connection = connection_class(**options)
         return self._connection
 
+    @staticmethod
+    def _open(connection: AbstractConnection) -> None:
+        """Connect, replacing a kept connection that the server closed while
+        it sat idle (a restart, ``timeout``, ``CLIENT KILL``), as the pool
+        does: that is no outage."""
+        reused = getattr(connection, "_sock", None) is not None
+        connection.connect()
+        if not reused:
+            return
+        try:
+            stale = connection.can_read()
+        except (redis.ConnectionError, OSError):
+            stale = True
+        if stale:
+            connection.disconnect()
+            connection.connect()
+
     def _ping(self) -> PingResult:
         connection = self._conn()
         start = time.perf_counter()
@@ -200,7 +217,7 @@ class HealthProbe:
         connected = True
         latency = 0.0
         try:
-            connection.connect()
+            self._open(connection)
             self.pings += 1
             sent = time.perf_counter()
             connection.send_command("PING")

@@ -354,3 +354,14 @@ def test_error_text_never_contains_the_password(redis_factory: ServerFactory) ->
     assert ":***@" in str(info.value)
     with pytest.raises(redis.ConnectionError):
         redis.Redis(port=port).ping()
+
+
+def test_a_health_connection_closed_while_idle_is_no_outage(redis_server: RedisServer) -> None:
+    app = make_app(REDIS_URL=redis_server.url)
+    fog = FogRedis(app)
+    with app.app_context():
+        assert fog.health_check()["healthy"] is True
+        admin = redis_server.admin()
+        admin.ping()
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        assert fog.health_check()["healthy"] is True
