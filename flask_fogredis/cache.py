@@ -448,8 +448,10 @@ def _session_was_read() -> bool:
     without the ``session`` proxy, which would itself mark it as read."""
     context = request_ctx._get_current_object()  # type: ignore[attr-defined]
     attributes = vars(context)
-    opened = attributes.get("_session", attributes.get("session"))  # Flask 3.1+ / before
-    return bool(getattr(opened, "accessed", False))
+    for name in ("_session", "session"):  # Flask 3.1+, then before
+        if name in attributes:
+            return bool(getattr(attributes[name], "accessed", True))
+    return True  # cannot tell (a Flask that keeps it elsewhere): do not store
 
 
 def _from_blob(blob: bytes, *, local: bool = False) -> Response | None:

@@ -249,8 +249,10 @@ class NearCache:
             self._epoch += 1
             self._stop = threading.Event()
             self._connection = None
+            # The thread gets its own stop event: one left behind by close()
+            # (a join that timed out) stops too, and never touches the next.
             self._thread = threading.Thread(
-                target=self._listen, name="fogredis-near-cache", daemon=True
+                target=self._listen, args=(self._stop,), name="fogredis-near-cache", daemon=True
             )
             self._thread.start()
 
@@ -266,34 +268,39 @@ class NearCache:
         self._flush(False)
         self._pid = None
 
-    def _listen(self) -> None:
+    def _listen(self, stop: threading.Event) -> None:
         pause = 0.05
-        while not self._stop.is_set():
+        while not stop.is_set():
+            opened: list[AbstractConnection] = []
             try:
-                self._subscribe_and_read()
+                self._subscribe_and_read(stop, opened)
             except Exception as exc:  # the listener must outlive any failure
                 # Said once each time the channel goes down, not at every retry.
-                if not self._said_down and not self._stop.is_set():
+                if not self._said_down and not stop.is_set():
                     self._said_down = True
                     logger.warning(
                         "Near cache bypassed until its invalidation channel is back (%s)",
                         type(exc).__name__,
                     )
             finally:
-                if self._healthy:
-                    pause = 0.05
-                self._flush(False)
-                if self._connection is not None:
-                    self._connection.disconnect()
-            self._stop.wait(pause)
+                if stop is self._stop:
+                    if self._healthy:
+                        pause = 0.05
+                    self._flush(False)
+                for connection in opened:
+                    connection.disconnect()
+            stop.wait(pause)
             pause = min(pause * 2, 2.0)
 
-    def _subscribe_and_read(self) -> None:
+    def _subscribe_and_read(self, stop: threading.Event, opened: list[AbstractConnection]) -> None:
         connection_class, options = connection_options(self._settings)
         options.pop("fog_retry_attempts", None)
         options.pop("fog_retry_backoff", None)
         options.update(protocol=2, socket_timeout=self._ping_interval * 2, health_check_interval=0)
         connection = connection_class(**options)
+        opened.append(connection)
+        if stop is not self._stop:
+            return
         self._connection = connection
         connection.connect()
         connection.send_command("CLIENT", "ID")
@@ -305,13 +312,15 @@ class NearCache:
         connection.read_response()
         connection.send_command("SUBSCRIBE", CHANNEL)
         connection.read_response()
+        if stop is not self._stop:
+            return
         self._flush(True)
         self._said_down = False
         # A PING every interval proves the channel is alive and not behind:
         # its answer comes after every invalidation sent before it.
         ping_sent: float | None = None
         last_pong = time.monotonic()
-        while not self._stop.is_set():
+        while not stop.is_set():
             now = time.monotonic()
             if ping_sent is None and now - last_pong >= self._ping_interval:
                 connection.send_command("PING")

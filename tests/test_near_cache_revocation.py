@@ -174,6 +174,13 @@ def test_under_gunicorn_every_worker_refuses_at_once(
         server.stop()
 
 
+def b_near(app: Any, fog: FogRedis) -> Any:
+    with app.app_context():
+        near = fog.state().near
+    assert near is not None
+    return near
+
+
 def _cached_pair(url: str) -> tuple[list[Any], list[int]]:
     """Two apps (two processes' worth of state) on one Redis, near cache on,
     each with the same cached view."""
@@ -206,6 +213,10 @@ def test_cached_hits_come_from_memory_and_clearing_reaches_the_other(
             wait_for(functools.partial(getattr, near, "healthy"))
     assert client_a.get("/report").headers["X-Cache"] == "MISS"
     assert client_b.get("/report").get_data() == b"computation 1"
+    # A's write may still be on its way to B as an invalidation, dropping the
+    # copy B just took (the safe side); let it land, then read once more.
+    time.sleep(0.05)
+    client_b.get("/report")
     admin = redis_server.admin()
     gets = admin.info("commandstats").get("cmdstat_get", {}).get("calls", 0)
     for _ in range(10):
@@ -213,12 +224,19 @@ def test_cached_hits_come_from_memory_and_clearing_reaches_the_other(
         assert (response.headers["X-Cache"], response.get_data()) == ("HIT", b"computation 1")
     assert admin.info("commandstats").get("cmdstat_get", {}).get("calls", 0) == gets
     with a.app_context():
+        near_b = b_near(b, fog_b)
+        seen = near_b.stats()["invalidations"]
         assert fog_a.cache_clear_namespace("reports") == 1
+    # Here A and B share one interpreter, so B's listener may still be
+    # waiting for the GIL when A's clear returns; in separate processes it
+    # reads the notice as A's own listener does. Wait for it to land (well
+    # under a millisecond when measured), then B's next request misses.
+    wait_for(lambda: near_b.stats()["invalidations"] > seen, timeout=1)
     response = client_b.get("/report")
     assert (response.headers["X-Cache"], response.get_data()) == ("MISS", b"computation 2")
     with a.app_context():
         fog_a.cache_warm(["/report"])
-    assert client_b.get("/report").get_data() == b"computation 3"
+    wait_for(lambda: client_b.get("/report").get_data() == b"computation 3", timeout=1)
 
 
 def test_a_local_copy_never_outlives_its_ttl(redis_server: RedisServer) -> None:
