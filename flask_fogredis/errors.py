@@ -11,6 +11,10 @@ class ConfigurationError(FogRedisError, ValueError):
     """A configuration value is missing or wrong; the message names the key."""
 
 
+class InvalidArgumentError(FogRedisError, ValueError):
+    """An argument the extension cannot use (an expiry of zero seconds, ...)."""
+
+
 class RedisUnavailableError(FogRedisError, ConnectionError):
     """Redis could not be reached in time: refused, timed out, pool exhausted,
     authentication failed, or the server is still loading."""

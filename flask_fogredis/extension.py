@@ -18,7 +18,12 @@ from .cache import Cache, cached_view, make_vary
 from .cli import fogredis_cli
 from .config import EXTENSION_KEY, Settings, read_settings, to_bool, to_int
 from .connections import translated
-from .errors import ConfigurationError, NotInitializedError, RedisUnavailableError
+from .errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    NotInitializedError,
+    RedisUnavailableError,
+)
 from .health import read_endpoint_settings, register_endpoints
 from .metrics import SharedStats, shared_metrics
 from .near import NearCache
@@ -126,7 +131,9 @@ def _seconds(name: str, value: int | float | timedelta) -> int:
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
-        raise ValueError(f"{name} must be a number of seconds >= 1 or a timedelta, not {value!r}")
+        raise InvalidArgumentError(
+            f"{name} must be a number of seconds >= 1 or a timedelta, not {value!r}"
+        )
     return int(value)
 
 

@@ -370,3 +370,16 @@ def test_a_health_connection_closed_while_idle_is_no_outage(redis_server: RedisS
         admin.ping()
         assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
         assert fog.health_check()["healthy"] is True
+
+
+def test_a_bad_expiry_is_the_extensions_own_error(memory_app: tuple[Flask, FogRedis]) -> None:
+    from flask_fogredis import FogRedisError, InvalidArgumentError
+
+    _, fog = memory_app
+    for bad in (0, -5, "soon", True):
+        with pytest.raises(InvalidArgumentError) as info:
+            fog.set("k", "v", expire=bad)  # type: ignore[arg-type]
+        assert isinstance(info.value, (FogRedisError, ValueError))
+    with pytest.raises(InvalidArgumentError):
+        fog.expire("k", 0)
+    assert fog.get("k") is None  # nothing was written
