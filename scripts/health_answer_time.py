@@ -14,54 +14,24 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import statistics
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from flask import Flask
 from werkzeug.serving import make_server
 
 from flask_fogredis import FogRedis
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never sends a byte."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(512)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join()
-        for conn in accepted:
-            conn.close()
-        listener.close()
+# The test suite's loopback helpers, from the checkout this script is in.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.servers import free_port, silent_socket
 
 
 @contextmanager
@@ -124,7 +94,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50)
     count = parser.parse_args().requests
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
-    with silent_port() as silent:
+    with silent_socket() as silent:
         cases = {
             "down (connection refused)": f"redis://127.0.0.1:{free_port()}/0",
             "silent (accepts, never answers)": f"redis://127.0.0.1:{silent}/0",

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,7 +8,7 @@ from flask import Flask
 
 from flask_fogredis import FogRedis
 
-from .servers import RedisServer
+from .servers import RedisServer, silent_socket
 
 ServerFactory = Callable[..., RedisServer]
 
@@ -48,28 +46,8 @@ def redis_server(redis_factory: ServerFactory) -> RedisServer:
 @pytest.fixture
 def silent_port() -> Iterator[int]:
     """A port that accepts TCP connections and never answers a byte."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield int(listener.getsockname()[1])
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    listener.close()
+    with silent_socket() as port:
+        yield port
 
 
 def make_app(**config: object) -> Flask:
