@@ -40,7 +40,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["JWT_SECRET_KEY"] = secrets.token_urlsafe(32)
         if not (app.debug or app.testing):
             logger.warning("JWT_SECRET_KEY is not set: using a random key for this run.")
-    app.config.setdefault("DEMO_USERS", default_users())
+    if "DEMO_USERS" not in app.config:  # hashing is slow on purpose: only when needed
+        app.config["DEMO_USERS"] = default_users()
 
     jwt.init_app(app)
     fog.init_app(app)

@@ -3,14 +3,18 @@ config to replace them."""
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-# A fixed hash to compare against for unknown users, so that a login for a
-# name that does not exist costs as much as one with a wrong password.
-_DUMMY_HASH = generate_password_hash("not-a-user")
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to compare against for unknown users, so that a login for a
+    name that does not exist costs as much as one with a wrong password.
+    Made at the first such login, not at import."""
+    return generate_password_hash("not-a-user")
 
 
 def default_users() -> dict[str, dict[str, Any]]:
@@ -28,7 +32,7 @@ def authenticate(
 ) -> dict[str, Any] | None:
     """The user record if the password matches, else None."""
     user = users.get(username)
-    stored = user["password_hash"] if user else _DUMMY_HASH
+    stored = user["password_hash"] if user else _dummy_hash()
     if check_password_hash(stored, password) and user is not None:
         return user
     return None
