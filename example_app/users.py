@@ -9,6 +9,7 @@ from typing import Any
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
+
 @functools.cache
 def _dummy_hash() -> str:
     """A hash to compare against for unknown users, so that a login for a
