@@ -56,7 +56,7 @@ class _Pool:
         return self.named
 
 
-def _following(redis_factory: ServerFactory) -> tuple[NearCache, _Pool, Address, Address, Any]:
+def _following(redis_factory: ServerFactory) -> tuple[NearCache, _Pool, Address, Any]:
     first, second = redis_factory(), redis_factory()
     one, two = ("127.0.0.1", first.port), ("127.0.0.1", second.port)
     pool = _Pool(one)
@@ -67,13 +67,13 @@ def _following(redis_factory: ServerFactory) -> tuple[NearCache, _Pool, Address,
     near.lookup(["fog:warmup"])  # starts the listener
     wait_for(lambda: near.healthy, 5, "the near cache")
     assert near.listening_to == one
-    return near, pool, one, two, second
+    return near, pool, two, second
 
 
 def test_while_the_pool_writes_elsewhere_nothing_comes_from_memory(
     redis_factory: ServerFactory,
 ) -> None:
-    near, pool, one, two, second = _following(redis_factory)
+    near, pool, two, second = _following(redis_factory)
     try:
         remember(near, "fog:a", b"1")
         assert near.lookup(["fog:a"]) == [b"1"]
@@ -98,7 +98,7 @@ def test_the_channel_asks_the_sentinels_though_the_pool_is_idle(
 ) -> None:
     # A process answering every check from memory never takes a connection,
     # so its pool never asks: the listener does, and the pool follows.
-    near, pool, one, two, second = _following(redis_factory)
+    near, pool, two, _ = _following(redis_factory)
     try:
         remember(near, "fog:a", b"1")
         pool.named = two
