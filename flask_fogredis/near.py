@@ -57,7 +57,7 @@ logger = logging.getLogger("flask_fogredis")
 CHANNEL = "__redis__:invalidate"
 _ENTRY_OVERHEAD = 100  # bytes a cached entry costs beyond its key and value
 # A writer waits for its invalidation a tenth of a second at most: a waiter
-# older than this has nobody waiting on it any more.
+# this old has nobody waiting on it any more (its write wrote nothing).
 _WAITER_AGE = 2.0
 _WAITER_LIMIT = 4096
 
@@ -146,7 +146,7 @@ class NearCache:
         """The local values of all ``keys``, or None if any is missing (or
         the cache is bypassed). A value may be None: "absent in Redis"."""
         self._ensure_listener()
-        master = self._master
+        master = self._master  # _diverged(), inlined on the hit path
         if master is not None and master.master_address != self._address:
             return None  # the pool writes where the channel does not listen
         with self._lock:
