@@ -284,7 +284,12 @@ class Cache:
                 if response is not None:
                     return response
             pending = near.begin([value_key])
-        blob = self._run("GET", value_key, **{NEVER_DECODE: True})
+        try:
+            blob = self._run("GET", value_key, **{NEVER_DECODE: True})
+        except BaseException:
+            if near is not None:
+                near.abandon(pending)
+            raise
         if near is not None:
             near.fill(pending, [(value_key, blob)])
         return None if blob is None else _from_blob(blob)

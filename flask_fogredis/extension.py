@@ -36,6 +36,7 @@ from .revocation import (
     token_lifetime,
     unavailable_response,
 )
+from .sentinel import SentinelBlockingPool
 from .stats import Stats
 from .topology import build_client, build_probe
 
@@ -96,10 +97,16 @@ class AppState:
             on_event=self.stats.count,
         )
         if self.cache.owns_pool:
-            near = make(self.settings, [self.revocations.prefix])
-            self.cache.near = make(self.cache.settings, [self.cache.prefix])
+            near = make(self.settings, [self.revocations.prefix], master=_master(self.pool))
+            self.cache.near = make(
+                self.cache.settings, [self.cache.prefix], master=_master(self.cache.pool)
+            )
         else:
-            near = make(self.settings, [self.revocations.prefix, self.cache.prefix])
+            near = make(
+                self.settings,
+                [self.revocations.prefix, self.cache.prefix],
+                master=_master(self.pool),
+            )
             self.cache.near = near
         self.revocations.near = near
         return near
@@ -112,6 +119,11 @@ class AppState:
         self.cache.close()
         if self.near is not None:
             self.near.close()
+
+
+def _master(pool: redis.ConnectionPool) -> SentinelBlockingPool | None:
+    """The pool a near cache's channel follows: a Sentinel pool's master."""
+    return pool if isinstance(pool, SentinelBlockingPool) else None
 
 
 _open_states: weakref.WeakSet[AppState] = weakref.WeakSet()

@@ -21,23 +21,34 @@ Why a local copy is never staler than one network delivery:
   answered in time (it is behind), the cache is flushed and bypassed, and
   every read that began before is discarded (an epoch counter): nothing
   learned while invalidations could have been missed is kept.
+- Behind Sentinel the channel opens to the master the pool names, and
+  moves when the pool's master changes (the listener also asks the sentinels
+  every ``SENTINEL_CHECK_INTERVAL``, so that a process answering only from
+  memory notices a failover too). While the two differ, nothing is answered
+  from memory; the move flushes the cache.
+
+Memory stays bounded: entries and read placeholders count against
+``max_entries``, and a writer's waiter (see :meth:`NearCache.expect`) is
+dropped after a few seconds if its invalidation never comes (a write that
+wrote nothing, or failed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from redis.connection import AbstractConnection
 
 from .config import Settings
-from .connections import connection_options
+from .connections import connection_options, node_options
 from .errors import ConfigurationError
 from .forking import renew_locks_after_fork
 
@@ -45,15 +56,41 @@ logger = logging.getLogger("flask_fogredis")
 
 CHANNEL = "__redis__:invalidate"
 _ENTRY_OVERHEAD = 100  # bytes a cached entry costs beyond its key and value
+# A writer waits for its invalidation a tenth of a second at most: a waiter
+# this old has nobody waiting on it any more (its write wrote nothing).
+_WAITER_AGE = 2.0
+_WAITER_LIMIT = 4096
+
+Address = tuple[str, int]
+
+
+class MasterSource(Protocol):
+    """Where a Sentinel pool sends its commands (a
+    :class:`~flask_fogredis.sentinel.SentinelBlockingPool`)."""
+
+    @property
+    def master_address(self) -> Address | None:
+        """The master the pool learned when it last connected or asked; None
+        before it has."""
+
+    def get_master_address(self) -> Address:
+        """Ask the sentinels again (the pool then follows their answer).
+        Raises ``redis.ConnectionError`` when none names a master."""
+
+
+class _MasterMoved(redis.ConnectionError):
+    """The pool now sends its commands to another server than the one the
+    invalidation channel listens to."""
 
 
 class _Pending:
     """A read in flight: its answer is kept only if this is still there."""
 
-    __slots__ = ("epoch",)
+    __slots__ = ("epoch", "keys")
 
-    def __init__(self, epoch: int) -> None:
+    def __init__(self, epoch: int, keys: tuple[str, ...]) -> None:
         self.epoch = epoch
+        self.keys = keys
 
 
 class NearCache:
@@ -68,9 +105,11 @@ class NearCache:
         max_bytes: int,
         ping_interval: float = 1.0,
         on_event: Callable[[str, int], None] | None = None,
+        master: MasterSource | None = None,
     ) -> None:
         """``on_event(name, amount)`` hears of ``near_cache_hits``,
-        ``_misses``, ``_invalidations`` and ``_flushes``."""
+        ``_misses``, ``_invalidations`` and ``_flushes``. ``master``, for a
+        Sentinel target, is the pool whose master the channel follows."""
         if settings.target.is_cluster:
             raise ConfigurationError(
                 f"{settings.key('URL')} is a Redis Cluster ({settings.target.display}), "
@@ -95,7 +134,11 @@ class NearCache:
         self._connection: AbstractConnection | None = None
         self.hits = self.misses = self.invalidations = self.flushes = 0
         self._waiters: dict[str, list[threading.Event]] = {}
+        # Every waiter in the order it came, with when: the oldest go first.
+        self._waiting: deque[tuple[float, str, threading.Event]] = deque()
         self._said_down = False
+        self._master = master
+        self._address: Address | None = None
 
     # -- reads ----------------------------------------------------------
 
@@ -103,6 +146,9 @@ class NearCache:
         """The local values of all ``keys``, or None if any is missing (or
         the cache is bypassed). A value may be None: "absent in Redis"."""
         self._ensure_listener()
+        master = self._master  # _diverged(), inlined on the hit path
+        if master is not None and master.master_address != self._address:
+            return None  # the pool writes where the channel does not listen
         with self._lock:
             if not self._healthy:
                 return None
@@ -124,17 +170,30 @@ class NearCache:
 
     def begin(self, keys: Iterable[str]) -> _Pending | None:
         """Mark ``keys`` as being read from Redis; pass the result to
-        :meth:`fill` with the answers."""
+        :meth:`fill` with the answers, or to :meth:`abandon` if the read
+        fails. Placeholders count against ``max_entries``."""
         self._ensure_listener()
+        if self._diverged():
+            return None
         with self._lock:
             if not self._healthy:
                 return None
-            pending = _Pending(self._epoch)
-            for key in keys:
+            pending = _Pending(self._epoch, tuple(keys))
+            for key in pending.keys:
                 self._drop(key)
                 self._entries[key] = pending
                 self._sizes[key] = 0
+            self._evict()
             return pending
+
+    def abandon(self, pending: _Pending | None) -> None:
+        """Forget a read that got no answer (from :meth:`begin`)."""
+        if pending is None:
+            return
+        with self._lock:
+            for key in pending.keys:
+                if self._entries.get(key) is pending:
+                    self._drop(key)
 
     def fill(self, pending: _Pending | None, items: Iterable[tuple[str, Any]]) -> None:
         """Keep the answers of a read, unless it was overtaken by an
@@ -160,13 +219,20 @@ class NearCache:
     def expect(self, key: str) -> threading.Event | None:
         """An event set when Redis has sent out the invalidation of ``key``
         (to every process, this one included), or when the cache is flushed;
-        None while the cache is bypassed."""
+        None while the cache is bypassed. An event whose invalidation never
+        comes (the write wrote nothing) is set and dropped after
+        ``_WAITER_AGE`` seconds, or when ``_WAITER_LIMIT`` newer ones wait."""
         self._ensure_listener()
+        if self._diverged():
+            return None
         with self._lock:
             if not self._healthy:
                 return None
+            now = time.monotonic()
+            self._prune_waiters(now, _WAITER_LIMIT - 1)
             event = threading.Event()
             self._waiters.setdefault(key, []).append(event)
+            self._waiting.append((now, key, event))
             return event
 
     def stats(self) -> dict[str, int | bool]:
@@ -179,11 +245,22 @@ class NearCache:
                 "misses": self.misses,
                 "invalidations": self.invalidations,
                 "flushes": self.flushes,
+                "waiters": len(self._waiting),
             }
 
     @property
     def healthy(self) -> bool:
         return self._healthy
+
+    @property
+    def listening_to(self) -> Address | None:
+        """The Sentinel master the channel last subscribed on (None for
+        other targets, or before it has)."""
+        return self._address
+
+    def _diverged(self) -> bool:
+        master = self._master
+        return master is not None and master.master_address != self._address
 
     # -- bookkeeping (callers hold the lock) ------------------------------
 
@@ -198,6 +275,19 @@ class NearCache:
             key = next(iter(self._entries))
             self._drop(key)
 
+    def _prune_waiters(self, now: float, keep: int) -> None:
+        """Set and forget the waiters older than ``_WAITER_AGE``, and the
+        oldest beyond ``keep``."""
+        waiting = self._waiting
+        while waiting and (len(waiting) > keep or waiting[0][0] < now - _WAITER_AGE):
+            _, key, event = waiting.popleft()
+            event.set()
+            events = self._waiters.get(key)
+            if events is not None and event in events:
+                events.remove(event)
+                if not events:
+                    del self._waiters[key]
+
     def _event(self, name: str, amount: int) -> None:
         if self._on_event is not None and amount:
             self._on_event(name, amount)
@@ -208,6 +298,7 @@ class NearCache:
                 for event in events:
                     event.set()
             self._waiters.clear()
+            self._waiting.clear()
             self._entries.clear()
             self._sizes.clear()
             self._bytes = 0
@@ -225,6 +316,7 @@ class NearCache:
             for raw in keys:
                 key = raw.decode() if isinstance(raw, bytes) else raw
                 self._drop(key)
+                # Set now; the age queue forgets them in its own time.
                 for event in self._waiters.pop(key, ()):
                     event.set()
                 count += 1
@@ -280,7 +372,9 @@ class NearCache:
                     self._said_down = True
                     logger.warning(
                         "Near cache bypassed until its invalidation channel is back (%s)",
-                        type(exc).__name__,
+                        "the Sentinel master changed"
+                        if isinstance(exc, _MasterMoved)
+                        else type(exc).__name__,
                     )
             finally:
                 if stop is self._stop:
@@ -293,7 +387,16 @@ class NearCache:
             pause = min(pause * 2, 2.0)
 
     def _subscribe_and_read(self, stop: threading.Event, opened: list[AbstractConnection]) -> None:
-        connection_class, options = connection_options(self._settings)
+        master = self._master
+        address: Address | None = None
+        if master is None:
+            connection_class, options = connection_options(self._settings)
+        else:
+            # The pool is asked (and so follows the sentinels' answer too):
+            # the channel must hear the server the pool writes to.
+            address = master.get_master_address()
+            connection_class, options = node_options(self._settings)
+            options["host"], options["port"] = address
         options.pop("fog_retry_attempts", None)
         options.pop("fog_retry_backoff", None)
         options.update(protocol=2, socket_timeout=self._ping_interval * 2, health_check_interval=0)
@@ -314,14 +417,26 @@ class NearCache:
         connection.read_response()
         if stop is not self._stop:
             return
+        self._address = address
         self._flush(True)
         self._said_down = False
         # A PING every interval proves the channel is alive and not behind:
         # its answer comes after every invalidation sent before it.
         ping_sent: float | None = None
         last_pong = time.monotonic()
+        ask_every = self._settings.sentinel_check_interval
+        next_ask = last_pong + ask_every
         while not stop.is_set():
             now = time.monotonic()
+            if master is not None:
+                if ask_every and now >= next_ask:
+                    next_ask = now + ask_every
+                    # No sentinel answers: the pool keeps its master too.
+                    with contextlib.suppress(redis.ConnectionError):
+                        master.get_master_address()
+                # None: the pool was reset (a fork) and has not connected yet.
+                if master.master_address not in (None, address):
+                    raise _MasterMoved
             if ping_sent is None and now - last_pong >= self._ping_interval:
                 connection.send_command("PING")
                 ping_sent = now
@@ -335,3 +450,5 @@ class NearCache:
                 self._invalidate(message[2])
             elif kind in (b"pong", "pong"):
                 ping_sent, last_pong = None, time.monotonic()
+                with self._lock:
+                    self._prune_waiters(last_pong, _WAITER_LIMIT)

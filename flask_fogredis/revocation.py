@@ -226,8 +226,13 @@ class Revocations:
             if values is not None:
                 return values
             pending = near.begin(keys)
-        with translated(self._settings):
-            values = self._state.client.execute_command("MGET", *keys)
+        try:
+            with translated(self._settings):
+                values = self._state.client.execute_command("MGET", *keys)
+        except BaseException:
+            if near is not None:
+                near.abandon(pending)
+            raise
         if near is not None:
             near.fill(pending, zip(keys, values))
         return list(values)

@@ -1,6 +1,6 @@
 """Redis behind Sentinel: a blocking pool whose connections go to the master
-the sentinels name, and single connections (health probe, near cache) that
-do the same.
+the sentinels name, and single connections (health probe) that do the same
+(the near cache's listener goes to the master the pool names).
 
 redis-py ships no blocking Sentinel pool. :class:`SentinelBlockingPool`
 inherits both: pool size and wait timeout keep their meaning, and every new

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from flask_fogredis import near as near_module
 from flask_fogredis.config import read_settings
 from flask_fogredis.near import NearCache
 
@@ -126,6 +127,45 @@ def test_memory_bound_holds_under_a_flood(near: NearCache) -> None:
     assert near.lookup(["fog:flood:0"]) is None
     remember(near, "fog:huge", b"y" * 60_000)
     assert near.lookup(["fog:huge"]) is None
+
+
+def test_placeholders_of_reads_never_answered_stay_within_the_bound(near: NearCache) -> None:
+    near.max_entries = 100
+    for n in range(1000):
+        near.begin([f"fog:failed:{n}"])  # the read raised: no fill
+        assert int(near.stats()["entries"]) <= 100
+    remember(near, "fog:kept", b"1")
+    assert near.lookup(["fog:kept"]) == [b"1"]
+
+
+def test_an_abandoned_read_leaves_nothing(near: NearCache) -> None:
+    pending = near.begin(["fog:a", "fog:b"])
+    near.abandon(pending)
+    assert near.stats()["entries"] == 0
+    remember(near, "fog:a", b"1")
+    near.abandon(pending)  # a later read's answer is not the abandoned one's
+    assert near.lookup(["fog:a"]) == [b"1"]
+    near.abandon(None)  # what begin() gives while bypassed
+
+
+def test_waiters_whose_invalidation_never_comes_are_dropped(
+    near: NearCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(near_module, "_WAITER_AGE", 0.3)
+    # Writes that wrote nothing (SET NX lost, or Redis refused it).
+    waiters = [near.expect(f"fog:unwritten:{n}") for n in range(1000)]
+    assert near.stats()["waiters"] == 1000
+    wait_for(lambda: near.stats()["waiters"] == 0, timeout=3)  # with no further write
+    assert all(event is not None and event.is_set() for event in waiters)
+
+
+def test_waiters_are_bounded_in_count(near: NearCache) -> None:
+    limit = near_module._WAITER_LIMIT
+    waiters = [near.expect(f"fog:unwritten:{n}") for n in range(limit + 100)]
+    assert near.stats()["waiters"] == limit
+    assert all(event is not None for event in waiters)
+    assert waiters[0] is not None and waiters[0].is_set()  # the oldest let go
+    assert waiters[-1] is not None and not waiters[-1].is_set()
 
 
 def test_memory_store_cannot_track() -> None:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from flask_jwt_extended import create_access_token, decode_token
 
-from flask_fogredis import ConfigurationError, FogRedis
+from flask_fogredis import ConfigurationError, FogRedis, FogRedisError
+from flask_fogredis import near as near_module
 
 from .conftest import make_app
 from .jwt_helpers import bearer, jwt_app
@@ -142,6 +143,66 @@ def test_redis_restart_leaves_no_stale_answer(redis_server: RedisServer) -> None
     assert client.get("/protected", headers=bearer(token)).status_code == 401
     redis_server.restart()  # no persistence: the revocation is gone with it
     wait_for(lambda: client.get("/protected", headers=bearer(token)).status_code == 200, 10)
+
+
+def test_a_revoke_that_writes_nothing_leaves_no_waiter(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(near_module, "_WAITER_AGE", 0.3)
+    app, fog = _near_app(redis_server.url)
+    with app.app_context():
+        token = create_access_token("alice")
+        near = fog.state().near
+        assert near is not None
+        near.lookup(["warm-up"])
+        wait_for(lambda: near.healthy)
+        assert fog.revoke_token(token) is True
+        for _ in range(50):
+            assert fog.revoke_token(token) is False  # SET NX: nothing written
+    wait_for(lambda: near.stats()["waiters"] == 0, 5)
+
+
+def _user_without(redis_server: RedisServer, command: str) -> str:
+    """The URL of a Redis user refused ``command`` (an ACL), and only it."""
+    redis_server.admin().execute_command(
+        "ACL", "SETUSER", "app", "on", ">app-password", "~*", "&*", "+@all", f"-{command}"
+    )
+    return f"redis://app:app-password@127.0.0.1:{redis_server.port}/0"
+
+
+def test_failed_checks_leave_no_placeholder(redis_server: RedisServer) -> None:
+    app, fog = _near_app(_user_without(redis_server, "mget"))
+    with app.app_context():
+        near = fog.state().near
+        assert near is not None
+        near.lookup(["warm-up"])
+        wait_for(lambda: near.healthy)
+        revocations = fog.state().revocations
+        for _ in range(200):
+            payload = decode_token(create_access_token("alice"))
+            with pytest.raises(FogRedisError):
+                revocations.is_revoked(payload, "sub")
+        assert near.stats()["entries"] == 0
+
+
+def test_failed_cache_reads_leave_no_placeholder(redis_server: RedisServer) -> None:
+    app = make_app(REDIS_URL=_user_without(redis_server, "get"), REDIS_NEAR_CACHE=True)
+    fog = FogRedis(app)
+
+    @app.get("/item/<int:number>")
+    @fog.cached("items", ttl=60)
+    def item(number: int) -> str:
+        return str(number)
+
+    with app.app_context():
+        near = fog.state().near
+        assert near is not None
+        near.lookup(["warm-up"])
+        wait_for(lambda: near.healthy)
+    client = app.test_client()
+    for number in range(200):
+        assert client.get(f"/item/{number}").get_data() == str(number).encode()
+    assert near.stats()["entries"] == 0
 
 
 def test_near_cache_needs_a_real_redis() -> None:
