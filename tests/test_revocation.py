@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -411,7 +412,7 @@ def _failing_check(fog: FogRedis, app: Flask, error: Exception) -> None:
     """Make every MGET fail with ``error``, as the server would answer it."""
     with app.app_context():
         client = fog.client
-    execute = client.execute_command
+    execute: Callable[..., Any] = client.execute_command
 
     def execute_command(*args: Any, **options: Any) -> Any:
         if args[0] == "MGET":
@@ -454,7 +455,9 @@ def test_every_error_of_the_check_passes_under_fail_open(
 
 
 def _marker(fog: FogRedis, identity: str = "alice") -> float:
-    return float(fog.client.get(f"fog:jwt:sub:{identity}"))
+    value = fog.client.get(f"fog:jwt:sub:{identity}")
+    assert value is not None
+    return float(value)
 
 
 def test_log_out_everywhere_takes_the_time_from_redis_not_this_host(
