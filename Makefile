@@ -1,12 +1,13 @@
 # `make run`: the example app under gunicorn (embedded store unless REDIS_URL is set).
 # `make test`: installs everything, then lint, types and the whole test suite.
+# `make peer-tests`: flask-jwt-extended's own test suite with FogRedis on every app it builds.
 # `make bench`: measures us against the peers (README, "Benchmarks"), in a venv of its own.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_VENV ?= .venv-bench
 
-.PHONY: run test lint types pytest test-redis5 install bench clean
+.PHONY: run test lint types pytest test-redis5 peer-tests install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,10 @@ types:
 
 pytest:
 	$(BIN)/python -m pytest --cov --cov-report=term
+
+# flask-jwt-extended's suite (from its sdist), FogRedis before and after its JWTManager.
+peer-tests: install
+	./scripts/peer-tests
 
 # The oldest redis-py supported, in an environment of its own.
 test-redis5: $(BIN)/python

@@ -35,6 +35,7 @@ from .revocation import (
     leeway_of,
     token_lifetime,
     unavailable_response,
+    watch_jwt_managers,
 )
 from .sentinel import SentinelBlockingPool
 from .stats import Stats
@@ -149,12 +150,6 @@ def _seconds(name: str, value: int | float | timedelta) -> int:
     return int(value)
 
 
-def _ensure_loader() -> None:
-    """JWTManager may be set up after FogRedis, or a later loader may replace
-    ours: both are caught here, before any view checks a token."""
-    install_loader(current_app._get_current_object())  # type: ignore[attr-defined]
-
-
 class FogRedis:
     """Redis for a Flask app: ``FogRedis(app)`` or ``fog.init_app(app)``.
 
@@ -192,11 +187,9 @@ class FogRedis:
     def _hook_revocation(app: Flask, state: AppState) -> None:
         if not state.revocations.auto_register:
             return
+        watch_jwt_managers()
         install_loader(app)
-        hooks = app.before_request_funcs.setdefault(None, [])
-        if _ensure_loader not in hooks:
-            hooks.insert(0, _ensure_loader)
-            app.register_error_handler(RevocationUnavailableError, unavailable_response)
+        app.register_error_handler(RevocationUnavailableError, unavailable_response)
 
     @staticmethod
     def _warn_if_unsafe(app: Flask, state: AppState) -> None:

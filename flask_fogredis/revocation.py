@@ -2,13 +2,20 @@
 
 Two kinds of entry, both read by one MGET per request:
 
-- ``<prefix>:jwt:jti:<jti>``: one token is revoked. It lives exactly as long
-  as the token could still be accepted: ``exp`` minus now plus
-  ``JWT_DECODE_LEEWAY``; forever for a token without ``exp``.
-- ``<prefix>:jwt:sub:<identity>``: every token of that identity issued up to a
-  time is revoked ("log out everywhere"). Tokens carry ``iat`` in whole
-  seconds, so a token issued in the same second as the revocation is refused
-  too: the safe side of the boundary.
+- ``<prefix>:jwt:jti:<jti>``: one token is revoked. It lives as long as the
+  token could still be accepted: ``exp`` minus now, plus ``JWT_DECODE_LEEWAY``
+  twice (once for the checking host, once for a revoking host whose clock is
+  ahead); forever for a token without ``exp``.
+- ``<prefix>:jwt:sub:<identity>``: every session of that identity that began
+  up to a time is revoked ("log out everywhere"). The time is Redis's own
+  clock, and it only moves forward. A session begins at the token's
+  ``auth_time`` claim when it has one (carried through refreshes), else at
+  its ``iat``. Both are whole seconds, and the comparison adds
+  ``JWT_DECODE_LEEWAY`` on the refusing side: a token issued in the same
+  second as the revocation, or within the leeway after it, is refused too.
+
+A token without ``jti`` (flask-jwt-extended allows it) is still checked
+against log out everywhere.
 
 On Redis Cluster both keys carry the identity as a hash tag,
 ``<prefix>:jwt:{<identity>}:jti:<jti>`` and
@@ -20,6 +27,7 @@ where no check would look.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -35,7 +43,7 @@ from redis.cluster import RedisCluster
 
 from .config import EXTENSION_KEY, Settings, to_bool, to_int, to_seconds
 from .connections import translated
-from .errors import ConfigurationError, RedisUnavailableError, TokenError
+from .errors import ConfigurationError, FogRedisError, RedisUnavailableError, TokenError
 from .forking import renew_locks_after_fork
 from .logs import RateLimitedLog
 from .topology import slot_tag, write_acknowledged
@@ -54,6 +62,27 @@ _SAFE_POLICIES = ("noeviction",)
 _INVALIDATION_WAIT = 0.1
 
 BlocklistLoader = Callable[[dict[str, Any], dict[str, Any]], bool]
+
+# Log out everywhere, atomically: the marker becomes Redis's own time unless
+# it already holds a later one (a server whose clock went back, after a
+# failover say), and its lifetime only grows. ARGV[1]: milliseconds, or -1
+# for forever. One key, so it runs on Redis Cluster as on one Redis.
+_MARK_SCRIPT = """
+local now = redis.call('TIME')
+local value = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local old = redis.call('GET', KEYS[1])
+old = old and tonumber(old)
+if old and old > value then value = old end
+local text = string.format('%.6f', value)
+local ttl = tonumber(ARGV[1])
+local left = redis.call('PTTL', KEYS[1])
+if ttl < 0 or left == -1 then
+  redis.call('SET', KEYS[1], text)
+else
+  redis.call('SET', KEYS[1], text, 'PX', math.max(ttl, left))
+end
+return text
+"""
 
 
 class RevocationUnavailableError(RedisUnavailableError):
@@ -82,8 +111,12 @@ class Revocations:
         self.strict_eviction = to_bool(k("JWT_STRICT_EVICTION"), config[k("JWT_STRICT_EVICTION")])
         self.retry_after = math.ceil(to_seconds(k("JWT_RETRY_AFTER"), config[k("JWT_RETRY_AFTER")]))
         lifetime = config[k("JWT_MAX_TOKEN_LIFETIME")]
+        # How long a log-out-everywhere marker lasts when the longest token
+        # life is given: that, plus the leeway on both sides (see token_lifetime).
         self.max_lifetime = (
-            None if lifetime is None else to_seconds(k("JWT_MAX_TOKEN_LIFETIME"), lifetime)
+            None
+            if lifetime is None
+            else to_seconds(k("JWT_MAX_TOKEN_LIFETIME"), lifetime) + 2 * leeway_of(config)
         )
         self.near: NearCache | None = None  # set by the app state when enabled
         self.wait_replicas = to_int(k("JWT_WAIT_REPLICAS"), config[k("JWT_WAIT_REPLICAS")], 0)
@@ -102,13 +135,13 @@ class Revocations:
 
     def _jti_key(self, jti: str, identity: object = None) -> str:
         if self._cluster and identity is not None:
-            return f"{self.prefix}{slot_tag(_identity(identity))}:jti:{jti}"
+            return f"{self.prefix}{_tag(_identity(identity))}:jti:{jti}"
         return self._jti_prefix + jti
 
     def _sub_key(self, identity: object) -> str:
         name = _identity(identity)
         if self._cluster:
-            return f"{self.prefix}{slot_tag(name)}:sub:{name}"
+            return f"{self.prefix}{_tag(name)}:sub:{name}"
         return self._sub_prefix + name
 
     def _bare_jti_key(self, jti: str, identity: object) -> str:
@@ -130,7 +163,9 @@ class Revocations:
         exp = payload.get("exp")
         ttl_ms: int | None = None
         if exp is not None:
-            ttl_ms = math.ceil((float(exp) + leeway - time.time()) * 1000)
+            # A checking host accepts it until exp + leeway by its clock; this
+            # host's clock may be ahead of it by as much again.
+            ttl_ms = math.ceil((float(exp) + 2 * leeway - time.time()) * 1000)
             if ttl_ms <= 0:
                 return False
         return self._write(self._jti_key(jti, identity), ttl_ms, only_new=True)
@@ -150,22 +185,29 @@ class Revocations:
         self._write(key, ttl_ms)
 
     def revoke_all(self, identity: object, lifetime: float | None) -> None:
-        """Refuse every token of ``identity`` issued up to now. The marker
-        lives as long as the longest-lived token could (``lifetime``, None:
-        forever)."""
-        ttl_ms = None if lifetime is None else math.ceil(lifetime * 1000)
-        self._write(self._sub_key(identity), ttl_ms, value=f"{time.time():.6f}")
+        """Refuse every token of ``identity`` whose session began up to now
+        (Redis's clock). The marker lives at least ``lifetime`` seconds
+        (None: forever), and neither its time nor its lifetime ever goes
+        back. Raises :class:`RedisUnavailableError` (or
+        :class:`RedisCommandError`) if it could not be stored."""
+        ttl_ms = -1 if lifetime is None else math.ceil(lifetime * 1000)
+        key = self._sub_key(identity)
+        self._write(key, None, command=["EVAL", _MARK_SCRIPT, 1, key, ttl_ms])
 
     def _write(
-        self, key: str, ttl_ms: int | None, value: str | None = None, only_new: bool = False
+        self,
+        key: str,
+        ttl_ms: int | None,
+        only_new: bool = False,
+        command: list[Any] | None = None,
     ) -> bool:
-        """SET ``key``; with ``only_new``, only if it is absent (NX). Whether
-        it was written."""
+        """SET ``key``; with ``only_new``, only if it is absent (NX); or run
+        ``command``, a write to ``key``. Whether it was written."""
         self.check_eviction_policy()
-        args: list[Any] = ["SET", key, value or str(int(time.time()))]
-        if ttl_ms is not None:
+        args: list[Any] = command or ["SET", key, str(int(time.time()))]
+        if command is None and ttl_ms is not None:
             args += ["PX", ttl_ms]
-        if only_new:
+        if command is None and only_new:
             args.append("NX")
         sent = self.near.expect(key) if self.near is not None else None
         if self.wait_replicas:
@@ -201,22 +243,28 @@ class Revocations:
 
     def is_revoked(self, payload: Mapping[str, Any], identity_claim: str) -> bool:
         """Whether the token is revoked, by its ``jti`` or by a log out
-        everywhere of its identity: one round trip."""
-        jti = _jti(payload)
+        everywhere of its identity: one round trip (none for a token with
+        neither)."""
         self._stats.count("revocation_checks")
+        jti = payload.get("jti")
         identity = payload.get(identity_claim)
-        keys = [self._jti_key(jti, identity)]
+        keys = []
+        if jti is not None:
+            keys.append(self._jti_key(str(jti), identity))
         if identity is not None:
             keys.append(self._sub_key(identity))
+        if not keys:
+            return False
         self.check_eviction_policy()
         values = self._read(keys)
-        if values[0] is not None:
+        if jti is not None and values[0] is not None:
             return True
-        if len(values) > 1 and values[1] is not None:
-            issued = payload.get("iat")
-            # No iat: it cannot be shown to postdate the revocation.
-            return issued is None or float(issued) <= math.floor(float(values[1]))
-        return False
+        marker = values[-1] if identity is not None else None
+        if marker is None:
+            return False
+        began = _session_start(payload)
+        # No start time: it cannot be shown to postdate the revocation.
+        return began is None or began <= float(marker) + leeway_of(current_app.config)
 
     def _read(self, keys: list[str]) -> list[Any]:
         """MGET ``keys``, from the near cache when it has them all."""
@@ -273,7 +321,13 @@ class Revocations:
                 unsafe = [p for p in found if p not in _SAFE_POLICIES]
                 return (unsafe or found)[0] if found else None
             reply = self._state.client.execute_command("CONFIG", "GET", "maxmemory-policy")
-        except redis.ResponseError:
+        except redis.ResponseError as exc:
+            # Only a refusal means "not allowed here"; BUSY and the like are
+            # outages, answered as such, and the policy is read again later.
+            if not isinstance(exc, redis.exceptions.NoPermissionError) and not str(
+                exc
+            ).lower().startswith("unknown command"):
+                raise
             logger.info(
                 "Cannot read maxmemory-policy (CONFIG is disabled); make sure it is "
                 "noeviction on the Redis that holds revocations."
@@ -284,15 +338,13 @@ class Revocations:
     # -- flask-jwt-extended ---------------------------------------------
 
     def check_request(self, jwt_payload: Mapping[str, Any]) -> bool:
-        """The per-request check: fail closed (or open, if configured) when
-        Redis cannot answer; a token without jti is an invalid token."""
+        """The per-request check: fail closed (or open, if configured)
+        whenever Redis cannot answer it, whatever the error: unreachable,
+        busy, loading, refused by an ACL, out of memory, a read-only
+        replica. Raises :class:`RevocationUnavailableError` when closed."""
         try:
             return self.is_revoked(jwt_payload, _identity_claim())
-        except TokenError as exc:
-            from flask_jwt_extended.exceptions import JWTDecodeError
-
-            raise JWTDecodeError(str(exc)) from None
-        except (RedisUnavailableError, ConfigurationError) as exc:
+        except FogRedisError as exc:
             self._stats.count("redis_errors")
             if isinstance(exc, EvictionPolicyError) or not self.fail_open:
                 self._outage_log.warning(
@@ -328,10 +380,10 @@ def blocklist_loader(jwt_header: dict[str, Any], jwt_payload: dict[str, Any]) ->
 
 def install_loader(app: Flask) -> None:
     """Put :func:`blocklist_loader` on the app's JWTManager, if there is one,
-    keeping a loader registered before it (or after it: it is chained then,
-    with a warning)."""
+    keeping a loader registered before it (one registered after it is kept
+    by :func:`watch_jwt_managers`)."""
     manager = app.extensions.get(JWT_EXTENSION_KEY)
-    if manager is None:
+    if manager is None or not _checks_revocations(app):
         return
     current = manager._token_in_blocklist_callback
     if current is blocklist_loader:
@@ -347,9 +399,57 @@ def install_loader(app: Flask) -> None:
     _managers_seen.add(manager)
 
 
+def _checks_revocations(app: Flask) -> bool:
+    states = app.extensions.get(EXTENSION_KEY, {}).values()
+    return any(state.revocations.auto_register for state in states)
+
+
+_watch_lock = threading.Lock()
+_watching = False
+
+
+def watch_jwt_managers() -> None:
+    """Keep the blocklist check on every app that has FogRedis, whatever
+    the order of set-up, from its first check on, in any context (a
+    ``test_request_context``, a Socket.IO handler): a JWTManager attached
+    after FogRedis gets :func:`blocklist_loader` at once, and a
+    ``token_in_blocklist_loader`` registered after it is consulted next to
+    it instead of replacing it. Managers of apps without FogRedis behave as
+    before. Does nothing without flask-jwt-extended; harmless to repeat."""
+    global _watching
+    with _watch_lock:
+        if _watching:
+            return
+        try:
+            from flask_jwt_extended import JWTManager
+        except ImportError:
+            return
+        original_init_app = JWTManager.init_app
+        original_register = JWTManager.token_in_blocklist_loader
+
+        @functools.wraps(original_init_app)
+        def init_app(self: Any, app: Flask, *args: Any, **kwargs: Any) -> None:
+            original_init_app(self, app, *args, **kwargs)
+            install_loader(app)
+
+        @functools.wraps(original_register)
+        def token_in_blocklist_loader(self: Any, callback: BlocklistLoader) -> BlocklistLoader:
+            if self in _managers_seen and callback is not blocklist_loader:
+                _user_loaders[self] = callback
+                return callback
+            return original_register(self, callback)
+
+        JWTManager.init_app = init_app  # type: ignore[method-assign]
+        JWTManager.token_in_blocklist_loader = token_in_blocklist_loader  # type: ignore[method-assign]
+        _watching = True
+
+
 def token_lifetime(config: Mapping[str, Any], leeway: float) -> float | None:
-    """The longest a token of this app can live, per flask-jwt-extended's
-    config (its defaults when unset); None when tokens may never expire."""
+    """How long a log-out-everywhere marker must last: the longest a token of
+    this app can live, per flask-jwt-extended's config (its defaults when
+    unset), plus ``leeway`` twice (a token issued just after the marker by a
+    host whose clock is ahead, accepted by a host whose clock is behind);
+    None when tokens may never expire."""
     longest = 0.0
     for key, default in (
         ("JWT_ACCESS_TOKEN_EXPIRES", timedelta(minutes=15)),
@@ -359,7 +459,7 @@ def token_lifetime(config: Mapping[str, Any], leeway: float) -> float | None:
         if value is False:
             return None
         longest = max(longest, to_seconds(key, value))
-    return longest + leeway
+    return longest + 2 * leeway
 
 
 def leeway_of(config: Mapping[str, Any]) -> float:
@@ -408,9 +508,25 @@ def _identity_claim() -> str:
 
 
 def _identity(identity: object) -> str:
-    if identity is None or identity == "":
-        raise TokenError("identity must not be empty.")
+    if identity is None:
+        raise TokenError("identity must not be None.")
     return str(identity)
+
+
+def _session_start(payload: Mapping[str, Any]) -> float | None:
+    """When the token's session began: ``auth_time`` (OpenID Connect's
+    claim, which rotations carry over), else ``iat``; None if neither is a
+    number."""
+    value = payload.get("auth_time", payload.get("iat"))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _tag(name: str) -> str:
+    """The hash tag of an identity's keys. An empty tag (``{}``) would hash
+    each whole key apart, so the empty identity gets the tag that braces get."""
+    return slot_tag(name or "{}")
 
 
 def unavailable_response(exc: RevocationUnavailableError) -> tuple[Response, int, dict[str, str]]:

@@ -20,6 +20,11 @@ def add_views(app: Flask) -> None:
     def protected() -> dict[str, Any]:
         return {"sub": get_jwt_identity(), "jti": get_jwt()["jti"]}
 
+    @app.get("/protected-any")
+    @jwt_required()
+    def protected_any() -> dict[str, Any]:
+        return {"sub": get_jwt_identity()}
+
     @app.post("/refresh")
     @jwt_required(refresh=True)
     def refresh() -> dict[str, Any]:

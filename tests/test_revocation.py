@@ -9,14 +9,27 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import jwt as pyjwt
 import pytest
-from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
+import redis
+from flask import Flask
+from flask_jwt_extended import (
+    JWTManager,
+    create_access_token,
+    create_refresh_token,
+    decode_token,
+    verify_jwt_in_request,
+)
+from flask_jwt_extended.exceptions import RevokedTokenError
+from redis.crc import key_slot
 
-from flask_fogredis import FogRedis, TokenError
+from flask_fogredis import FogRedis, TokenError, revocation
+from flask_fogredis.revocation import RevocationUnavailableError
 
 from .conftest import make_app
 from .jwt_helpers import SECRET_KEY, add_views, bearer, jwt_app
@@ -63,23 +76,25 @@ def test_loader_registered_before_is_kept_and_consulted() -> None:
     assert seen == ["ok", "banned"]
 
 
-def test_loader_registered_later_is_chained_and_ours_put_back(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    app, fog, manager = jwt_app()
-    client = app.test_client()
+@pytest.mark.parametrize("manager_first", [True, False])
+def test_loader_registered_later_is_consulted_next_to_ours(manager_first: bool) -> None:
+    app, fog, manager = jwt_app(manager_first=manager_first)
 
     @manager.token_in_blocklist_loader
     def later(header: dict[str, Any], payload: dict[str, Any]) -> bool:
         return bool(payload["sub"] == "banned")
 
     with app.app_context():
-        revoked, banned = create_access_token("revoked"), create_access_token("banned")
+        revoked, banned, ok = (create_access_token(s) for s in ("revoked", "banned", "ok"))
         fog.revoke_token(revoked)
-    with caplog.at_level(logging.WARNING, logger="flask_fogredis"):
-        assert client.get("/protected", headers=bearer(revoked)).status_code == 401
+    # From the first check on, before any request went through the app.
+    for token in (revoked, banned):
+        with app.test_request_context(headers=bearer(token)), pytest.raises(RevokedTokenError):
+            verify_jwt_in_request()
+    client = app.test_client()
+    assert client.get("/protected", headers=bearer(revoked)).status_code == 401
     assert client.get("/protected", headers=bearer(banned)).status_code == 401
-    assert "registered after FogRedis" in caplog.text
+    assert client.get("/protected", headers=bearer(ok)).status_code == 200
 
 
 def test_automatic_registration_can_be_turned_off() -> None:
@@ -102,7 +117,9 @@ def test_no_jwt_manager_is_created() -> None:
 
 
 @pytest.mark.parametrize("leeway", [0, 7])
-def test_ttl_is_remaining_life_plus_leeway(leeway: int) -> None:
+def test_ttl_is_remaining_life_plus_leeway_on_both_sides(leeway: int) -> None:
+    """A checking host accepts the token until exp + leeway by its own clock,
+    and the revoking host's clock may be ahead of it by the leeway."""
     app, fog, _ = jwt_app(
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=5),
         JWT_REFRESH_TOKEN_EXPIRES=timedelta(days=2),
@@ -114,9 +131,9 @@ def test_ttl_is_remaining_life_plus_leeway(leeway: int) -> None:
         for token, lifetime in ((access, 300), (refresh, 2 * 86400)):
             payload = decode_token(token)
             assert fog.revoke_token(payload) is True
-            remaining = payload["exp"] - time.time() + leeway
+            remaining = payload["exp"] - time.time() + 2 * leeway
             assert abs(_ttl_ms(fog, payload["jti"]) / 1000 - remaining) < 1.0
-            assert _ttl_ms(fog, payload["jti"]) < (lifetime + leeway) * 1000
+            assert _ttl_ms(fog, payload["jti"]) < (lifetime + 2 * leeway) * 1000
 
 
 def test_revoked_refresh_token_outlives_the_access_token_lifetime() -> None:
@@ -149,7 +166,7 @@ def test_expired_within_leeway_is_still_revoked() -> None:
         token = create_access_token("alice")
         time.sleep(1.5)
         assert fog.revoke_token(token) is True
-        assert 27_000 < _ttl_ms(fog, decode_token(token)["jti"]) <= 30_000
+        assert 57_000 < _ttl_ms(fog, decode_token(token)["jti"]) <= 60_000
 
 
 def test_token_without_exp_stays_revoked_forever() -> None:
@@ -170,15 +187,56 @@ def _foreign_token(**claims: Any) -> str:
     return pyjwt.encode(payload, SECRET_KEY, algorithm="HS256")
 
 
-def test_token_without_jti_is_refused_with_a_clear_message() -> None:
+def test_token_without_jti_is_checked_not_refused() -> None:
+    """flask-jwt-extended accepts a token without jti: it is still checked
+    against log out everywhere and the user's own loader."""
+    app, fog, manager = jwt_app()
+    asked: list[str] = []
+
+    @manager.token_in_blocklist_loader
+    def users_own(header: dict[str, Any], payload: dict[str, Any]) -> bool:
+        asked.append(payload["sub"])
+        return bool(payload["sub"] == "banned")
+
+    client = app.test_client()
+    ok, banned = _foreign_token(), _foreign_token(sub="banned")
+    assert client.get("/protected-any", headers=bearer(ok)).status_code == 200
+    assert client.get("/protected-any", headers=bearer(banned)).status_code == 401
+    assert asked == ["alice", "banned"]
+    with app.app_context():
+        fog.revoke_all_tokens("alice")
+        with pytest.raises(TokenError, match="jti"):
+            fog.revoke_token(ok)
+    assert client.get("/protected-any", headers=bearer(ok)).status_code == 401
+
+
+def test_an_empty_identity_is_an_identity() -> None:
     app, fog, _ = jwt_app()
-    token = _foreign_token()
-    response = app.test_client().get("/protected", headers=bearer(token))
-    assert response.status_code == 422
-    assert response.json is not None
-    assert "jti" in response.json["msg"]
-    with app.app_context(), pytest.raises(TokenError, match="jti"):
-        fog.revoke_token(token)
+    client = app.test_client()
+    with app.app_context():
+        empty, other = create_access_token(""), create_access_token("bob")
+        single = create_access_token("")
+    assert client.get("/protected", headers=bearer(empty)).status_code == 200
+    with app.app_context():
+        assert fog.revoke_token(single) is True
+    assert client.get("/protected", headers=bearer(single)).status_code == 401
+    assert client.get("/protected", headers=bearer(empty)).status_code == 200
+    with app.app_context():
+        fog.revoke_all_tokens("")
+    assert client.get("/protected", headers=bearer(empty)).status_code == 401
+    assert client.get("/protected", headers=bearer(other)).status_code == 200
+
+
+def test_an_empty_identity_keeps_its_keys_in_one_cluster_slot() -> None:
+    app, fog, _ = jwt_app()
+    with app.app_context():
+        revocations = fog.state().revocations
+        revocations._cluster = True
+        for identity in ("", "alice", "{x}"):
+            jti_key = revocations._jti_key("j1", identity)
+            sub_key = revocations._sub_key(identity)
+            assert key_slot(jti_key.encode()) == key_slot(sub_key.encode())
+        assert revocations._sub_key("") != revocations._sub_key("{}")
 
 
 def test_encoded_token_must_verify_to_be_revoked() -> None:
@@ -263,7 +321,7 @@ def test_log_out_everywhere_lasts_as_long_as_the_longest_token() -> None:
     )
     with app.app_context():
         fog.revoke_all_tokens("alice")
-        assert 3 * 3600 + 4 <= fog.ttl("fog:jwt:sub:alice") <= 3 * 3600 + 5
+        assert 3 * 3600 + 9 <= fog.ttl("fog:jwt:sub:alice") <= 3 * 3600 + 10
     forever, fog2, _ = jwt_app(JWT_REFRESH_TOKEN_EXPIRES=False)
     with forever.app_context():
         fog2.revoke_all_tokens(42)
@@ -272,6 +330,10 @@ def test_log_out_everywhere_lasts_as_long_as_the_longest_token() -> None:
     with fixed.app_context():
         fog3.revoke_all_tokens("alice")
         assert fog3.ttl("fog:jwt:sub:alice") == 90 * 86400
+    skewed, fog4, _ = jwt_app(REDIS_JWT_MAX_TOKEN_LIFETIME=timedelta(days=1), JWT_DECODE_LEEWAY=3)
+    with skewed.app_context():
+        fog4.revoke_all_tokens("alice")
+        assert fog4.ttl("fog:jwt:sub:alice") == 86400 + 6
 
 
 def test_token_without_iat_is_refused_after_log_out_everywhere() -> None:
@@ -318,3 +380,150 @@ def test_revoking_twice_says_it_was_already_revoked() -> None:
         token = create_access_token("alice")
         assert fog.revoke_token(token) is True
         assert fog.revoke_token(token) is False
+
+
+@pytest.mark.parametrize("manager_first", [True, False])
+def test_revoked_is_refused_outside_a_request_from_the_first_check(manager_first: bool) -> None:
+    """No request has gone through the app: the check in a bare request
+    context (as a Socket.IO handler makes) must refuse the revoked token."""
+    app, fog, _ = jwt_app(manager_first=manager_first)
+    with app.app_context():
+        token, other = create_access_token("alice"), create_access_token("bob")
+        fog.revoke_token(token)
+    with app.test_request_context(headers=bearer(token)), pytest.raises(RevokedTokenError):
+        verify_jwt_in_request()
+    with app.test_request_context(headers=bearer(other)):
+        verify_jwt_in_request()
+
+
+# Errors a healthy, reachable Redis can answer the check with.
+_ERROR_NAMES = ["LOADING", "BUSY", "NOPERM", "READONLY", "OOM", "WRONGTYPE"]
+_SERVER_ERRORS = [
+    redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"),
+    redis.exceptions.ResponseError("BUSY Redis is busy running a script."),
+    redis.exceptions.NoPermissionError("this user has no permissions to run the 'mget' command"),
+    redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+    redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+    redis.exceptions.ResponseError("WRONGTYPE Operation against a key holding the wrong kind"),
+]
+
+
+def _failing_check(fog: FogRedis, app: Flask, error: Exception) -> None:
+    """Make every MGET fail with ``error``, as the server would answer it."""
+    with app.app_context():
+        client = fog.client
+    execute: Callable[..., Any] = client.execute_command
+
+    def execute_command(*args: Any, **options: Any) -> Any:
+        if args[0] == "MGET":
+            raise error
+        return execute(*args, **options)
+
+    client.execute_command = execute_command  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("error", _SERVER_ERRORS, ids=_ERROR_NAMES)
+def test_every_error_of_the_check_is_a_503(error: Exception) -> None:
+    app, fog, _ = jwt_app(REDIS_JWT_RETRY_AFTER=4)
+    with app.app_context():
+        token = create_access_token("alice")
+    _failing_check(fog, app, error)
+    response = app.test_client().get("/protected", headers=bearer(token))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "4"
+    assert response.json == {
+        "msg": "Token revocation cannot be checked right now; try again shortly."
+    }
+    with app.test_request_context(headers=bearer(token)), pytest.raises(RevocationUnavailableError):
+        verify_jwt_in_request()
+
+
+@pytest.mark.parametrize("error", _SERVER_ERRORS, ids=_ERROR_NAMES)
+def test_every_error_of_the_check_passes_under_fail_open(
+    error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, fog, _ = jwt_app(REDIS_JWT_FAIL_OPEN=True)
+    with app.app_context():
+        token = create_access_token("alice")
+    _failing_check(fog, app, error)
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_fogredis"):
+        for _ in range(5):
+            assert client.get("/protected", headers=bearer(token)).status_code == 200
+    warnings = [r for r in caplog.records if "accepted unchecked" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def _marker(fog: FogRedis, identity: str = "alice") -> float:
+    value = fog.client.get(f"fog:jwt:sub:{identity}")
+    assert value is not None
+    return float(value)
+
+
+def test_log_out_everywhere_takes_the_time_from_redis_not_this_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A revoking host whose clock is an hour behind still refuses the
+    tokens issued up to now."""
+    app, fog, _ = jwt_app()
+    with app.app_context():
+        token = create_access_token("alice")
+        behind = time.time() - 3600
+        monkeypatch.setattr(revocation, "time", SimpleNamespace(time=lambda: behind))
+        fog.revoke_all_tokens("alice")
+        monkeypatch.undo()
+        assert abs(_marker(fog) - time.time()) < 5
+    assert app.test_client().get("/protected", headers=bearer(token)).status_code == 401
+
+
+def test_log_out_everywhere_never_moves_the_marker_back_nor_shortens_it() -> None:
+    app, fog, _ = jwt_app(REDIS_JWT_MAX_TOKEN_LIFETIME=600)
+    with app.app_context():
+        later = time.time() + 120
+        fog.client.set("fog:jwt:sub:alice", f"{later:.6f}", ex=60)
+        fog.revoke_all_tokens("alice")
+        assert _marker(fog) == pytest.approx(later, abs=1e-6)
+        assert 599 <= fog.ttl("fog:jwt:sub:alice") <= 600  # extended
+        fog.client.expire("fog:jwt:sub:alice", 5000)
+        fog.revoke_all_tokens("alice")
+        assert 4999 <= fog.ttl("fog:jwt:sub:alice") <= 5000  # kept
+        fog.client.persist("fog:jwt:sub:alice")
+        fog.revoke_all_tokens("alice")
+        assert fog.ttl("fog:jwt:sub:alice") == -1  # forever stays forever
+        fog.client.set("fog:jwt:sub:bob", f"{time.time() - 120:.6f}", ex=60)
+        fog.revoke_all_tokens("bob")
+        assert abs(_marker(fog, "bob") - time.time()) < 5  # moves forward
+
+
+def test_log_out_everywhere_refuses_tokens_within_the_leeway_after_it() -> None:
+    """An issuing host whose clock is ahead by up to JWT_DECODE_LEEWAY
+    stamps tokens it issued before the marker with a later iat."""
+    app, fog, _ = jwt_app(JWT_DECODE_LEEWAY=5)
+    client = app.test_client()
+    now = int(time.time())
+    with app.app_context():
+        fog.revoke_all_tokens("alice")
+        fog.client.set("fog:jwt:sub:alice", f"{now - 10:.6f}")
+    within = _foreign_token(jti="within", iat=now - 6)
+    beyond = _foreign_token(jti="beyond", iat=now - 4)
+    assert client.get("/protected", headers=bearer(within)).status_code == 401
+    assert client.get("/protected", headers=bearer(beyond)).status_code == 200
+
+
+def test_log_out_everywhere_compares_the_session_start_when_the_token_has_one() -> None:
+    """A token minted by a refresh after the marker, for a session that
+    began before it, is refused; so is the rest of its chain."""
+    app, fog, _ = jwt_app()
+    client = app.test_client()
+    now = int(time.time())
+    with app.app_context():
+        fog.revoke_all_tokens("alice")
+        fog.client.set("fog:jwt:sub:alice", f"{now - 10:.6f}")
+        rotated = create_access_token("alice", additional_claims={"auth_time": now - 60})
+        fresh = create_access_token("alice", additional_claims={"auth_time": now - 5})
+        plain = create_access_token("alice")
+    assert client.get("/protected", headers=bearer(rotated)).status_code == 401
+    assert client.get("/protected", headers=bearer(fresh)).status_code == 200
+    assert client.get("/protected", headers=bearer(plain)).status_code == 200
+    odd = _foreign_token(jti="odd", auth_time="yesterday")
+    assert client.get("/protected", headers=bearer(odd)).status_code == 401

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import redis
 from flask_jwt_extended import create_access_token
+from werkzeug.test import TestResponse
 
-from flask_fogredis import FogRedis, RedisUnavailableError
+from flask_fogredis import FogRedis, RedisCommandError, RedisUnavailableError
 from flask_fogredis.revocation import EvictionPolicyError
 
 from .conftest import ServerFactory
@@ -173,3 +176,114 @@ def test_a_second_fogredis_does_not_check_revocations(redis_factory: ServerFacto
     other.kill()
     assert client.get("/protected", headers=bearer(token)).status_code == 200
     assert fog is not second
+
+
+def _assert_unavailable(response: TestResponse, retry_after: str, *secrets: str) -> None:
+    """503 JSON with Retry-After, naming no host, port or credential."""
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == retry_after
+    assert response.is_json
+    text = response.get_data(as_text=True)
+    for secret in ("127.0.0.1", "redis://", *secrets):
+        assert secret not in text
+
+
+# Busy-waits on Redis's clock for ARGV[1] microseconds: a long script.
+_BUSY_SCRIPT = """
+local t = redis.call('TIME')
+local start = tonumber(t[1]) * 1000000 + tonumber(t[2])
+repeat
+  t = redis.call('TIME')
+until tonumber(t[1]) * 1000000 + tonumber(t[2]) - start > tonumber(ARGV[1])
+return 1
+"""
+
+
+def test_a_busy_redis_is_a_503_or_passes_under_fail_open(redis_factory: ServerFactory) -> None:
+    """While a Lua script runs past busy-reply-threshold, Redis answers BUSY."""
+    server = redis_factory("--busy-reply-threshold", "100", password=PASSWORD)
+    closed, _, _ = jwt_app(server.url, REDIS_JWT_RETRY_AFTER=3)
+    opened, _, _ = jwt_app(server.url, REDIS_JWT_FAIL_OPEN=True)
+    with closed.app_context():
+        token = create_access_token("alice")
+    for app in (closed, opened):  # connected, eviction policy read
+        assert app.test_client().get("/protected", headers=bearer(token)).status_code == 200
+    script = threading.Thread(target=server.admin().eval, args=(_BUSY_SCRIPT, 0, 2_500_000))
+    script.start()
+    try:
+        time.sleep(0.5)
+        response = closed.test_client().get("/protected", headers=bearer(token))
+        _assert_unavailable(response, "3", PASSWORD, str(server.port))
+        assert opened.test_client().get("/protected", headers=bearer(token)).status_code == 200
+    finally:
+        script.join(10)
+    assert closed.test_client().get("/protected", headers=bearer(token)).status_code == 200
+
+
+def test_an_acl_without_the_command_is_a_503(redis_factory: ServerFactory) -> None:
+    server = redis_factory(password=PASSWORD)
+    user_password = "app-user-password-0123456789"
+    server.admin().acl_setuser(
+        "fogapp",
+        enabled=True,
+        passwords=[f"+{user_password}"],
+        keys=["*"],
+        commands=["+@all", "-mget"],
+    )
+    url = f"redis://fogapp:{user_password}@127.0.0.1:{server.port}/0"
+    closed, _, _ = jwt_app(url, REDIS_JWT_RETRY_AFTER=2)
+    opened, _, _ = jwt_app(url, REDIS_JWT_FAIL_OPEN=True)
+    with closed.app_context():
+        token = create_access_token("alice")
+    response = closed.test_client().get("/protected", headers=bearer(token))
+    _assert_unavailable(response, "2", user_password, "fogapp", str(server.port))
+    assert opened.test_client().get("/protected", headers=bearer(token)).status_code == 200
+
+
+def test_on_a_read_only_replica_the_check_answers_and_revoking_says_why_not(
+    redis_factory: ServerFactory,
+) -> None:
+    """The check only reads (MGET): a replica answers it. Revoking writes:
+    the replica refuses it with READONLY, raised without the password."""
+    primary = redis_factory(password=PASSWORD)
+    replica = redis_factory(
+        "--replicaof", "127.0.0.1", str(primary.port), "--masterauth", PASSWORD, password=PASSWORD
+    )
+    main, fog, _ = jwt_app(primary.url)
+    on_replica, fog_replica, _ = jwt_app(replica.url)
+    with main.app_context():
+        revoked, other = create_access_token("alice"), create_access_token("bob")
+        fog.revoke_token(revoked)
+    deadline = time.monotonic() + 10
+    while replica.admin().dbsize() < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client = on_replica.test_client()
+    assert client.get("/protected", headers=bearer(revoked)).status_code == 401
+    assert client.get("/protected", headers=bearer(other)).status_code == 200
+    with on_replica.app_context(), pytest.raises(RedisCommandError) as raised:
+        fog_replica.revoke_token(other)
+    assert "read only" in str(raised.value).lower()
+    assert PASSWORD not in str(raised.value)
+
+
+def test_a_full_redis_still_answers_the_check_and_refuses_new_revocations(
+    redis_factory: ServerFactory,
+) -> None:
+    """With noeviction and memory over maxmemory, reads (the check's MGET)
+    still work, writes answer OOM: revocations made before stay enforced,
+    new ones raise."""
+    server = redis_factory("--maxmemory-policy", "noeviction", password=PASSWORD)
+    app, fog, _ = jwt_app(server.url)
+    with app.app_context():
+        revoked, other = create_access_token("alice"), create_access_token("bob")
+        fog.revoke_token(revoked)
+    server.admin().config_set("maxmemory", "1")
+    client = app.test_client()
+    assert client.get("/protected", headers=bearer(revoked)).status_code == 401
+    assert client.get("/protected", headers=bearer(other)).status_code == 200
+    for revoke in (lambda: fog.revoke_token(other), lambda: fog.revoke_all_tokens("bob")):
+        with app.app_context(), pytest.raises(RedisCommandError) as raised:
+            revoke()
+        assert "maxmemory" in str(raised.value)
+        assert PASSWORD not in str(raised.value)
+    assert client.get("/protected", headers=bearer(other)).status_code == 200
