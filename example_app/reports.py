@@ -59,7 +59,6 @@ def _generation(_request: Request) -> str:
     return fresh
 
 
-
 @reports.get("/reports/summary")
 @fog.cached("reports", ttl=300, key_func=_generation)
 def summary() -> dict[str, Any]:

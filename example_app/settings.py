@@ -106,9 +106,7 @@ def check(app: Flask) -> None:
         )
     if config.get("REDIS_METRICS_ENABLED", True):
         problems.append(
-            _secret_problem(
-                "REDIS_METRICS_TOKEN", config["REDIS_METRICS_TOKEN"], MIN_SECRET_LENGTH
-            )
+            _secret_problem("REDIS_METRICS_TOKEN", config["REDIS_METRICS_TOKEN"], MIN_SECRET_LENGTH)
         )
     found = [problem for problem in problems if problem]
     if found:

@@ -409,8 +409,9 @@ def test_invalidation_does_not_walk_the_keyspace(redis_server: RedisServer, tmp_
         created = client.post(
             "/reports", json={"title": f"r{value}", "value": value}, headers=auth(token)
         )
-        assert created.json == {"stored": f"r{value}", "invalidated": True}
+        assert created.json is not None and created.json["invalidated"] is True
         fresh = client.get("/reports/summary")
+        assert fresh.json is not None
         assert (fresh.headers["X-Cache"], fresh.json["count"]) == ("MISS", value)
         assert client.get("/reports/summary").headers["X-Cache"] == "HIT"
     commands = admin.info("commandstats")
