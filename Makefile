@@ -1,4 +1,5 @@
-# `make run`: the example app under gunicorn (embedded store unless REDIS_URL is set).
+# `make run`: the example app under gunicorn (embedded store unless REDIS_URL is set),
+# in debug mode: known demo credentials and a random JWT key, on loopback only.
 # `make test`: installs everything, then lint, types and the whole test suite.
 # `make peer-tests`: flask-jwt-extended's own test suite with FogRedis on every app it builds.
 # `make bench`: measures us against the peers (README, "Benchmarks"), in a venv of its own.
@@ -16,8 +17,13 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
 
+# Debug mode is what lets the app start without production secrets; it is set
+# here on purpose, and only here.
 run: install
-	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+	@echo "make run: debug mode, for this machine only (a server needs the README's Production checklist)."
+	@echo "  users alice and admin, password: $(if $(DEMO_PASSWORD),the DEMO_PASSWORD you set,demo-password)"
+	@echo "  JWT key: $(if $(JWT_SECRET_KEY),the JWT_SECRET_KEY you set,random for this run (tokens end with the server))"
+	FLASK_DEBUG=1 DEMO_PASSWORD="$${DEMO_PASSWORD:-demo-password}" $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: install
 	./scripts/ensure-redis-server

@@ -7,8 +7,11 @@ threads: several workers would each see a store of their own, and a token
 revoked through one would still pass through the others.
 """
 
+import ipaddress
 import os
 from typing import Any
+
+from flask.helpers import get_debug_flag
 
 from example_app import fog
 
@@ -25,6 +28,28 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 5
 accesslog = os.environ.get("ACCESS_LOG") or None
+
+
+def on_starting(server: Any) -> None:
+    """Debug mode (``make run``) has known demo credentials: keep it on this
+    machine. Raises SystemExit for any other address."""
+    if not get_debug_flag():
+        return
+    for address in server.cfg.address:
+        if isinstance(address, tuple) and not _is_loopback(str(address[0])):
+            raise SystemExit(
+                f"Debug mode serves known demo credentials: bind it to 127.0.0.1 or ::1, "
+                f"not {address[0]!r}. A deployment runs without FLASK_DEBUG."
+            )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -6,46 +6,49 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from typing import Any
 
 from flask import Flask
 
+from . import settings
 from .auth import auth
 from .errors import register_error_handlers
 from .extensions import fog, jwt
+from .probes import probes
 from .reports import reports
+from .settings import UnsafeSettings
 from .users import default_users
 
-__all__ = ["create_app", "fog", "jwt"]
+__all__ = ["UnsafeSettings", "create_app", "fog", "jwt"]
 logger = logging.getLogger(__name__)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app. Settings come from the environment (``REDIS_URL``,
-    ``REDIS_CACHE_URL``, ``JWT_SECRET_KEY``), then from ``config``."""
+    ``REDIS_CACHE_URL``, ``JWT_SECRET_KEY``, ``DEMO_PASSWORD``,
+    ``REDIS_METRICS_TOKEN``, ``MAX_CONTENT_LENGTH``), then from ``config``.
+    Raises :class:`UnsafeSettings` outside debug and testing when a secret is
+    missing, short or a placeholder."""
     app = Flask(__name__)
+    settings.from_environment(app)
     app.config.update(
-        REDIS_URL=os.environ.get("REDIS_URL") or "memory://",
-        REDIS_CACHE_URL=os.environ.get("REDIS_CACHE_URL") or None,
-        JWT_SECRET_KEY=os.environ.get("JWT_SECRET_KEY"),
         REPORT_COMPUTE_SECONDS=0.2,
         REPORTS_DATABASE=os.environ.get("REPORTS_DATABASE")
         or os.path.join(app.instance_path, "reports.sqlite3"),
     )
     app.config.update(config or {})
-    if not app.config["JWT_SECRET_KEY"]:
-        # Fine for a demo under gunicorn's preload (workers share it);
-        # tokens do not survive a restart. Production sets JWT_SECRET_KEY.
-        app.config["JWT_SECRET_KEY"] = secrets.token_urlsafe(32)
-        if not (app.debug or app.testing):
-            logger.warning("JWT_SECRET_KEY is not set: using a random key for this run.")
+    settings.check(app)
+    # Only the hashes are kept: the password leaves the config here.
+    password = app.config.pop("DEMO_PASSWORD")
     if "DEMO_USERS" not in app.config:  # hashing is slow on purpose: only when needed
-        app.config["DEMO_USERS"] = default_users()
+        app.config["DEMO_USERS"] = default_users(password)
+    if app.debug and not app.testing:
+        logger.warning("Debug mode: demo credentials and a local-only setup; never deploy it.")
 
     jwt.init_app(app)
     fog.init_app(app)
     register_error_handlers(app)
     app.register_blueprint(auth)
     app.register_blueprint(reports)
+    app.register_blueprint(probes)
     return app

@@ -3,6 +3,7 @@ revoke. Every revocation goes through FogRedis, so it holds on every worker."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, current_app, request
@@ -22,8 +23,12 @@ from .users import authenticate
 auth = Blueprint("auth", __name__)
 
 
-def _tokens(username: str, roles: list[str]) -> dict[str, str]:
-    claims = {"roles": roles}
+def _tokens(username: str, roles: list[str], auth_time: int) -> dict[str, str]:
+    """A new access and refresh pair. ``auth_time`` (the standard claim: when
+    the user logged in) stays that of the login through every rotation, so
+    "log out everywhere" can refuse the whole session, however recently its
+    tokens were minted."""
+    claims = {"roles": roles, "auth_time": auth_time}
     return {
         "access_token": create_access_token(username, additional_claims=claims),
         "refresh_token": create_refresh_token(username, additional_claims=claims),
@@ -36,18 +41,24 @@ def login() -> tuple[dict[str, Any], int]:
     user = authenticate(current_app.config["DEMO_USERS"], body["username"], body["password"])
     if user is None:
         return {"error": "Wrong username or password."}, 401
-    return _tokens(body["username"], user["roles"]), 200
+    return _tokens(body["username"], user["roles"], int(time.time())), 200
 
 
 @auth.post("/auth/refresh")
 @jwt_required(refresh=True)
 def refresh() -> tuple[dict[str, Any], int]:
     """A new pair; the refresh token used is revoked, so it works once, even
-    when the same token is sent twice at the same moment."""
+    when the same token is sent twice at the same moment. Roles are read
+    again from the user store, so a demoted user loses them at the next
+    refresh; the login time is carried over."""
     old = get_jwt()
     if not fog.revoke_token(old):
         return {"error": "This refresh token was already used."}, 401
-    return _tokens(old["sub"], old.get("roles", [])), 200
+    username = get_jwt_identity()
+    user = current_app.config["DEMO_USERS"].get(username)
+    if user is None:
+        return {"error": "This user no longer exists."}, 401
+    return _tokens(username, user["roles"], old.get("auth_time", old["iat"])), 200
 
 
 @auth.post("/auth/logout")

@@ -4,7 +4,6 @@ config to replace them."""
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -18,10 +17,9 @@ def _dummy_hash() -> str:
     return generate_password_hash("not-a-user")
 
 
-def default_users() -> dict[str, dict[str, Any]]:
-    """alice (a user) and admin (an administrator); the password is
-    ``DEMO_PASSWORD`` from the environment, ``demo-password`` by default."""
-    password = os.environ.get("DEMO_PASSWORD", "demo-password")
+def default_users(password: str) -> dict[str, dict[str, Any]]:
+    """alice (a user) and admin (an administrator), both with ``password``
+    (``DEMO_PASSWORD``)."""
     return {
         "alice": {"password_hash": generate_password_hash(password), "roles": ["user"]},
         "admin": {"password_hash": generate_password_hash(password), "roles": ["user", "admin"]},

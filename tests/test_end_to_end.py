@@ -14,6 +14,7 @@ from .conftest import ServerFactory
 from .processes import Gunicorn
 
 JWT_KEY = "end-to-end-jwt-key-that-is-long-enough-for-hs256"
+DEMO_PASSWORD = "end-to-end-demo-password-41c"
 
 
 class Client:
@@ -29,7 +30,7 @@ class Client:
 
     def login(self) -> dict[str, str]:
         status, _, body = self.call(
-            "/auth/login", "POST", {"username": "alice", "password": "demo-password"}
+            "/auth/login", "POST", {"username": "alice", "password": DEMO_PASSWORD}
         )
         assert status == 200, body
         return dict(body)
@@ -64,6 +65,9 @@ def test_everything_under_gunicorn_with_redis_failing(
         "WEB_CONCURRENCY": "2",
         "THREADS": "4",
         "JWT_SECRET_KEY": JWT_KEY,
+        "DEMO_PASSWORD": DEMO_PASSWORD,
+        "REDIS_METRICS_TOKEN": "end-to-end-metrics-token-long-enough-for-it",
+        "FLASK_DEBUG": "",
         "REPORTS_DATABASE": str(tmp_path / "reports.sqlite3"),
     }
     server = Gunicorn(
@@ -84,8 +88,9 @@ def test_everything_under_gunicorn_with_redis_failing(
         # Cache: MISS, then HIT (from whichever worker); a write invalidates.
         assert client.call("/reports/summary")[1]["X-Cache"] == "MISS"
         assert client.call("/reports/summary")[1]["X-Cache"] == "HIT"
-        status, _, body = client.call("/reports", "POST", {"title": "q1", "value": 3})
-        assert (status, body["invalidated"]) == (201, 1)
+        writer = client.login()["access_token"]
+        status, _, body = client.call("/reports", "POST", {"title": "q1", "value": 3}, token=writer)
+        assert (status, body["invalidated"]) == (201, True)
         status, headers, body = client.call("/reports/summary")
         assert (headers["X-Cache"], body["count"]) == ("MISS", 1)
 
