@@ -238,6 +238,8 @@ class HealthProbe:
                 return PingResult(healthy=False, connected=True, latency=latency, error="timeout")
         except redis.AuthenticationError:
             error = "authentication failed"
+        except redis.exceptions.NoPermissionError:
+            error = "permission denied"
         except redis.BusyLoadingError:
             error = "loading"
         except redis.TimeoutError:

@@ -315,3 +315,15 @@ def test_a_slow_pong_keeps_the_connection(secured: RedisServer) -> None:
         # One connection for every check: a slow reply is no reason to
         # start over (and pay the handshake again).
         assert proxy.accepted == 1
+
+
+def test_an_acl_without_ping_is_permission_denied(redis_server: RedisServer) -> None:
+    redis_server.admin().acl_setuser(
+        "reader", enabled=True, passwords=["+reader-pw-long"], keys=["*"], commands=["+get"]
+    )
+    app = make_app(REDIS_URL=f"redis://reader:reader-pw-long@127.0.0.1:{redis_server.port}/0")
+    FogRedis(app)
+    response = app.test_client().get("/health/redis")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert (body["connected"], body["error"]) == (True, "permission denied")
