@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidArgumentError
 
 # Where each app keeps its states: ``app.extensions[EXTENSION_KEY][prefix]``.
 EXTENSION_KEY = "fogredis"
@@ -382,17 +382,42 @@ def to_int(key: str, value: object, minimum: int) -> int:
     return value
 
 
-def to_seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
+def _as_seconds(value: object, *, allow_zero: bool) -> float | None:
+    """``value`` as seconds (a number, a numeric string or a timedelta), or
+    None when it is not a finite duration in range."""
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or value != value or value < 0 or (value == 0 and not allow_zero):  # type: ignore[operator]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if value != value or value < 0 or (value == 0 and not allow_zero):
+        return None
+    return float(value)
+
+
+def to_seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
+    """A configuration key's duration in seconds; raises
+    :class:`ConfigurationError` naming the key."""
+    seconds = _as_seconds(value, allow_zero=allow_zero)
+    if seconds is None:
         bound = ">= 0" if allow_zero else "> 0"
         raise _fail(key, f"is {value!r}", f"set it to a number of seconds {bound}")
-    return float(value)  # type: ignore[arg-type]
+    return seconds
+
+
+def argument_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """An argument's duration in seconds (a number or a timedelta); raises
+    :class:`InvalidArgumentError` naming the argument. For arguments to a
+    call, where :func:`to_seconds` is for configuration keys."""
+    seconds = _as_seconds(value, allow_zero=allow_zero)
+    if seconds is None or seconds == float("inf"):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidArgumentError(
+            f"{name} must be a number of seconds {bound} or a timedelta, not {value!r}."
+        )
+    return seconds
 
 
 def to_bool(key: str, value: object) -> bool:
