@@ -19,6 +19,7 @@ only a reply that never comes (the socket timeout) closes it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -61,6 +62,10 @@ class _Flight:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.result: PingResult | None = None
+        # When a caller last stopped waiting for it: a check that outlives
+        # the bound (opening a connection to a silent server) is itself a
+        # result, "timeout", reused like any other.
+        self.gave_up_at: float | None = None
 
 
 class HealthProbe:
@@ -111,9 +116,13 @@ class HealthProbe:
         """The latest check if younger than ``max_age``; otherwise the result
         of the check in flight (started now if there is none), or a timeout
         if it does not finish within the bound."""
+        timed_out = PingResult(
+            healthy=False, connected=False, latency=self.wait_budget, error="timeout"
+        )
         with self._lock:
+            now = time.monotonic()
             last = self._last
-            if last is not None and max_age > 0 and time.monotonic() - self._last_at < max_age:
+            if last is not None and max_age > 0 and now - self._last_at < max_age:
                 return last
             flight = self._flight
             if flight is None:
@@ -121,9 +130,12 @@ class HealthProbe:
                 threading.Thread(
                     target=self._fly, args=(flight,), name="fogredis-health", daemon=True
                 ).start()
+            elif max_age > 0 and now - (flight.gave_up_at or -math.inf) < max_age:
+                return timed_out
         if flight.done.wait(self.wait_budget) and flight.result is not None:
             return flight.result
-        return PingResult(healthy=False, connected=False, latency=self.wait_budget, error="timeout")
+        flight.gave_up_at = time.monotonic()
+        return timed_out
 
     def report(self, result: PingResult) -> dict[str, Any]:
         """The public fields of ``result``, with the pool as it is now."""

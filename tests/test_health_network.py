@@ -327,3 +327,18 @@ def test_an_acl_without_ping_is_permission_denied(redis_server: RedisServer) -> 
     assert response.status_code == 503
     body = response.get_json()
     assert (body["connected"], body["error"]) == (True, "permission denied")
+
+
+def test_a_check_stuck_on_a_silent_server_is_reused_as_a_timeout(silent_port: int) -> None:
+    """The check goes on past the bound (up to the socket timeout); while it
+    does, its "timeout" answers the next requests at once, as a finished
+    check's result would, rather than each waiting the bound again."""
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{silent_port}/0", REDIS_HEALTH_TIMEOUT=2)
+    FogRedis(app)
+    first, waited = timed_get(app)
+    assert first.get_json()["error"] == "timeout"
+    assert waited >= 1.5  # it waited for the check, most of the bound
+    second, took = timed_get(app)
+    assert second.status_code == 503
+    assert second.get_json()["error"] == "timeout"
+    assert took < 0.9
