@@ -27,7 +27,7 @@ from flask.globals import request_ctx
 from redis.client import NEVER_DECODE
 
 from .cluster import clear_matching
-from .config import CONNECTION_OPTIONS, read_settings, to_seconds
+from .config import CONNECTION_OPTIONS, argument_seconds, read_settings, to_seconds
 from .connections import translated
 from .errors import CacheKeyError, CacheValueError, FogRedisError
 from .logs import RateLimitedLog
@@ -146,7 +146,7 @@ class Cache:
         )
 
     def _ttl_ms(self, ttl: float | timedelta | None) -> int:
-        seconds = self.default_ttl if ttl is None else to_seconds("ttl", ttl)
+        seconds = self.default_ttl if ttl is None else argument_seconds("ttl", ttl)
         return max(1, round(seconds * 1000))
 
     def _decoded(self, raw: bytes) -> str | bytes:

@@ -24,7 +24,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .config import EXTENSION_KEY
+from .config import EXTENSION_KEY, Settings
 from .connections import translated
 from .errors import FogRedisError, RedisUnavailableError
 from .revocation import leeway_of, token_lifetime
@@ -92,14 +92,28 @@ def reported_errors() -> Iterator[None]:
 def ping() -> None:
     """PING Redis, waiting at most REDIS_HEALTH_TIMEOUT."""
     state = command_state()
-    where = state.settings.target.display
+    settings = state.settings
+    where = settings.target.display
     result = state.probe.result()
     if not result.healthy:
-        raise RedisUnavailableExit(
-            f"Redis at {where} did not answer PING within {state.probe.timeout:g} s: "
-            f"{result.error}."
-        )
+        raise RedisUnavailableExit(f"Redis at {where} {_failure(settings, result.error)}.")
     click.echo(f"PONG from {where} in {result.latency * 1000:.2f} ms")
+
+
+def _failure(settings: Settings, error: str | None) -> str:
+    """What a failed health check's category means, and where to look."""
+    url = settings.key("URL")
+    if error == "authentication failed":
+        return f"refused the credentials: check the user and password in {url}"
+    if error == "permission denied":
+        return f"refused PING to the user in {url}: its ACL must allow PING"
+    if error == "timeout":
+        return f"did not answer PING within {settings.health_timeout:g} s"
+    if error == "unreachable":
+        return f"cannot be reached: check the host and port in {url}"
+    if error == "loading":
+        return "is still loading its dataset: try again shortly"
+    return f"answered PING with an error ({error})"
 
 
 @fogredis_cli.command()
@@ -158,6 +172,7 @@ def _server_rows(server: dict[str, Any]) -> dict[str, object]:
 def revoke(jti: str, seconds: float | None, identity: str | None) -> None:
     """Revoke the token whose jti claim is JTI."""
     state = command_state()
+    _refuse_embedded_store(state.settings)
     with reported_errors():
         lifetime = seconds if seconds is not None else _longest_token_life(state)
         state.revocations.blacklist(jti, lifetime, identity)
@@ -169,10 +184,24 @@ def revoke(jti: str, seconds: float | None, identity: str | None) -> None:
 def revoke_user(identity: str) -> None:
     """Log IDENTITY out everywhere: refuse every token of it issued up to now."""
     state = command_state()
+    _refuse_embedded_store(state.settings)
     with reported_errors():
         lifetime = _longest_token_life(state)
         state.revocations.revoke_all(identity, lifetime)
     click.echo(f"Revoked every token of {identity} issued up to now {_lasting(lifetime)}.")
+
+
+def _refuse_embedded_store(settings: Settings) -> None:
+    """A command that writes to ``memory://`` would write to this command's
+    own process, which ends with it: exit 1 saying so, rather than report
+    work that no app will ever see."""
+    if settings.target.scheme == "memory":
+        raise click.ClickException(
+            f"{settings.key('URL')} is memory://: the embedded store lives in the app's "
+            "process only, and this command runs in a process of its own, so nothing it "
+            "did would reach the app. Call the extension from the app instead (a view or "
+            "a shell inside it), or use a redis:// URL."
+        )
 
 
 def _longest_token_life(state: AppState) -> float | None:
@@ -193,6 +222,7 @@ def _lasting(seconds: float | None) -> str:
 def clear_cache(namespace: str) -> None:
     """Delete every cache entry of NAMESPACE, cached views included."""
     state = command_state()
+    _refuse_embedded_store(state.cache.settings)
     with reported_errors():
         removed = state.cache.clear_namespace(namespace)
     click.echo(f"Removed {removed} entries from cache namespace {namespace!r}.")
@@ -204,6 +234,7 @@ def warm(urls: tuple[str, ...]) -> None:
     """Compute and store the cached views at URLS (paths like /reports) now.
     Exits 1 if any answers other than 200."""
     state = command_state()
+    _refuse_embedded_store(state.cache.settings)
     with reported_errors():
         results = state.cache.warm(urls)
     for url, status in results.items():

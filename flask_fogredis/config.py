@@ -1,8 +1,10 @@
 """Every configuration key, its default and its meaning, in one place.
 
 Keys are read once, in ``init_app``, and validated there: a wrong value raises
-:class:`ConfigurationError` naming the key and the fix. Messages show URLs with
-the password masked.
+:class:`ConfigurationError` naming the key and the fix. No message, and no
+``repr``, shows a password: URLs are shown with the password, query values and
+fragment masked, and a URL that does not parse is not shown at all (it may be
+a password pasted where the URL belongs).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidArgumentError
 
 # Where each app keeps its states: ``app.extensions[EXTENSION_KEY][prefix]``.
 EXTENSION_KEY = "fogredis"
@@ -215,8 +217,34 @@ _URL_SSL_OPTIONS = {
 }
 
 
+# Names of URL query options that may be shown; any other name might be a
+# secret pasted into the URL, and is not.
+_SHOWN_URL_OPTIONS = {
+    "db",
+    "client_name",
+    "decode_responses",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "retry_on_timeout",
+    "health_check_interval",
+    "max_connections",
+    "timeout",
+    "protocol",
+    "username",
+    "password",
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_cert_reqs",
+    "ssl_check_hostname",
+}
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password (or a lone user-info part) replaced by ``***``.
+    """The URL with its password (or a lone user-info part), its query
+    values and its fragment replaced by ``***``; a value without ``//`` is
+    all ``***``.
 
     Everything from ``//`` to the last ``@`` counts as user info, so that a
     password with an unencoded ``/``, ``?``, ``#`` or ``@`` is masked whole
@@ -224,22 +252,75 @@ def mask_url(url: str) -> str:
     """
     start = url.find("//")
     end = url.rfind("@")
-    if start < 0 or end < start:
-        return url
-    user, sep, _ = url[start + 2 : end].partition(":")
-    if not sep or any(c in user for c in "/?#@"):
-        return f"{url[: start + 2]}***{url[end:]}"
-    return f"{url[: start + 2]}{user}:***{url[end:]}"
+    if start < 0:
+        return "***"  # not a URL: perhaps a password set where the URL belongs
+    if end < start:
+        head, rest = url[: start + 2], url[start + 2 :]
+    else:
+        user, sep, _ = url[start + 2 : end].partition(":")
+        masked = f"{user}:***" if sep and not any(c in user for c in "/?#@") else "***"
+        head, rest = f"{url[: start + 2]}{masked}@", url[end + 1 :]
+    # A port that is no number may be a password whose "@host" was left out.
+    cut = re.search(r"[/?#]", rest)
+    hosts, tail = (rest[: cut.start()], rest[cut.start() :]) if cut else (rest, "")
+    rest = ",".join(_mask_port(item) for item in hosts.split(",")) + tail
+    rest, hash_sign, _ = rest.partition("#")
+    rest, question, query = rest.partition("?")
+    pairs = [pair.partition("=") for pair in query.split("&")] if question else []
+    shown_query = "&".join(
+        f"{name}{eq}{'***' if eq else ''}" if name in _SHOWN_URL_OPTIONS else "***"
+        for name, eq, _ in pairs
+    )
+    shown = f"{rest}{question}{shown_query}{'#***' if hash_sign else ''}"
+    # An "@" in the query or fragment ends the user info too late: whatever
+    # came after it is still masked here.
+    for piece in _secret_pieces(url):
+        shown = shown.replace(piece, "***")
+    return head + shown
+
+
+def _mask_port(item: str) -> str:
+    host, colon, port = item.rpartition(":")
+    if colon and port and not re.fullmatch(r"-?[0-9]+", port) and not port.endswith("]"):
+        return f"{host}:***"
+    return item
+
+
+def _secret_pieces(url: str) -> list[str]:
+    """The parts of ``url`` that may hold a password, longest first: the user
+    info, a port that is not a number (a password whose ``@host`` was left
+    out), the query and the fragment, whole and cut at every delimiter."""
+    start, end = url.find("//"), url.rfind("@")
+    after = url[start + 2 :] if start >= 0 else url
+    suspects: list[str] = []
+    if 0 <= start < end:
+        suspects.append(url[start + 2 : end])
+        after = url[end + 1 :]
+    hosts = re.split(r"[/?#]", after, maxsplit=1)[0]
+    for item in hosts.split(","):
+        port = item.rpartition(":")[2] if ":" in item else ""
+        if port and not re.fullmatch(r"-?[0-9]+", port):
+            suspects.append(port)
+    if "?" in url:
+        suspects.append(url.partition("?")[2])
+    if "#" in url:
+        suspects.append(url.partition("#")[2])
+    pieces = set(suspects)
+    for suspect in suspects:
+        pieces.update(re.split(r"[/?#@:&=,;]", suspect))
+    shown = {piece for piece in pieces if len(piece) >= 2} - _SHOWN_URL_OPTIONS
+    return sorted(shown | {repr(p)[1:-1] for p in shown}, key=len, reverse=True)
 
 
 @dataclass(frozen=True)
 class Target:
-    """A parsed, validated Redis URL."""
+    """A parsed, validated Redis URL. Its ``repr`` leaves out the password
+    and the connection arguments that carry it."""
 
     scheme: str
     display: str
-    password: str | None
-    connection: dict[str, Any] = field(default_factory=dict)
+    password: str | None = field(repr=False)
+    connection: dict[str, Any] = field(default_factory=dict, repr=False)
     # Sentinel and Cluster URLs: the listed nodes, and the sentinels' service.
     nodes: tuple[tuple[str, int], ...] = ()
     service: str | None = None
@@ -280,7 +361,7 @@ class Settings:
     health_timeout: float
     key_prefix: str
     sentinel_username: str | None = None
-    sentinel_password: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
     sentinel_timeout: float = 0.5
     sentinel_check_interval: float = 1.0
 
@@ -301,17 +382,42 @@ def to_int(key: str, value: object, minimum: int) -> int:
     return value
 
 
-def to_seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
+def _as_seconds(value: object, *, allow_zero: bool) -> float | None:
+    """``value`` as seconds (a number, a numeric string or a timedelta), or
+    None when it is not a finite duration in range."""
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or value != value or value < 0 or (value == 0 and not allow_zero):  # type: ignore[operator]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if value != value or value < 0 or (value == 0 and not allow_zero):
+        return None
+    return float(value)
+
+
+def to_seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
+    """A configuration key's duration in seconds; raises
+    :class:`ConfigurationError` naming the key."""
+    seconds = _as_seconds(value, allow_zero=allow_zero)
+    if seconds is None:
         bound = ">= 0" if allow_zero else "> 0"
         raise _fail(key, f"is {value!r}", f"set it to a number of seconds {bound}")
-    return float(value)  # type: ignore[arg-type]
+    return seconds
+
+
+def argument_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """An argument's duration in seconds (a number or a timedelta); raises
+    :class:`InvalidArgumentError` naming the argument. For arguments to a
+    call, where :func:`to_seconds` is for configuration keys."""
+    seconds = _as_seconds(value, allow_zero=allow_zero)
+    if seconds is None or seconds == float("inf"):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidArgumentError(
+            f"{name} must be a number of seconds {bound} or a timedelta, not {value!r}."
+        )
+    return seconds
 
 
 def to_bool(key: str, value: object) -> bool:
@@ -339,7 +445,9 @@ def to_optional_str(key: str, value: object) -> str | None:
 
 
 def parse_url(key: str, url: object) -> Target:
-    """Validate a Redis URL and turn it into connection keyword arguments."""
+    """Validate a Redis URL and turn it into connection keyword arguments.
+    Raises :class:`ConfigurationError`, whose message shows no part of a
+    password, wherever in the value it was written."""
     try:
         return _parse_url(key, url)
     except ConfigurationError as exc:
@@ -348,12 +456,12 @@ def parse_url(key: str, url: object) -> Target:
         # A password with an unencoded / ? # or @ is cut into pieces that a
         # parser takes for a host, port or path: none of them may show.
         message = str(exc)
-        start, end = url.find("//"), url.rfind("@")
-        if 0 <= start < end:
-            for piece in re.split(r"[/?#@:]", url[start + 2 : end]):
-                if len(piece) >= 2:
-                    message = message.replace(piece, "***")
+        for piece in _secret_pieces(url.strip()):
+            message = message.replace(piece, "***")
         raise ConfigurationError(message) from None
+
+
+_URL_SHAPE = "redis://[[user]:password@]host[:port][/db]"
 
 
 def _parse_url(key: str, url: object) -> Target:
@@ -362,33 +470,48 @@ def _parse_url(key: str, url: object) -> Target:
             key, "is empty or not a string", "set it to a URL such as redis://:password@host:6379/0"
         )
     url = url.strip()
-    shown = mask_url(url)
-    bad = f"is not a valid Redis URL ({shown})"
-    try:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        # Sentinel and Cluster URLs list several hosts, with a port each.
-        port = parts.port if "+" not in scheme else None
-    except ValueError as exc:
-        # The parser's words may quote a piece of a password: parse_url
-        # scrubs every piece of the user info from the message.
-        reason = f" ({str(exc).split(':')[0]})"
-        raise _fail(
-            key, bad, f"check the host and port{reason}, and URL-encode / ? # @ in a password"
-        ) from None
+    # Messages about a URL that does not parse never show it: it may be a
+    # password set where the URL belongs, or hold one where no parser finds it.
+    bad = "is not a valid Redis URL (not shown: it may hold a password)"
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in SCHEMES:
         raise _fail(
             key,
-            f"has an unknown scheme {scheme!r} ({shown})",
-            "use one of " + ", ".join(f"{s}://" for s in SCHEMES),
+            "has an unknown scheme or none (the value is not shown: it may hold a password)",
+            f"write it as {_URL_SHAPE}, starting with one of "
+            + ", ".join(f"{s}://" for s in SCHEMES),
         )
+    try:
+        parts = urlsplit(url)
+        # Sentinel and Cluster URLs list several hosts, with a port each.
+        port = parts.port if "+" not in scheme else None
+    except ValueError as exc:
+        # Not the parser's words: they quote the piece they could not read.
+        text = str(exc)
+        if "IPv6" in text:
+            problem = "an IPv6 address is not closed by ']'"
+        elif "range" in text:
+            problem = "the port is out of range"
+        else:
+            problem = "the port is not a number"
+        raise _fail(
+            key,
+            f"{bad}: {problem}",
+            f"check the host and port (1 to 65535), and URL-encode / ? # @ in a password; "
+            f"the shape is {_URL_SHAPE}",
+        ) from None
+    if "#" in url:
+        # Redis URLs have no fragment: a "#" is a password's, unencoded, and
+        # would cut the URL short (its host taken from the password).
+        raise _fail(key, f"{bad}: it has a '#'", "URL-encode # in a password as %23")
+    shown = mask_url(url)
     if "+" in scheme:
         from .nodes import parse_nodes_url
 
         return parse_nodes_url(key, parts, shown)
     password = unquote(parts.password) if parts.password is not None else None
     username = unquote(parts.username) if parts.username else None
-    options = _query(key, parts.query, shown, tls=scheme == "rediss")
+    options = _query(key, parts.query, tls=scheme == "rediss")
     connection: dict[str, Any] = {}
     if scheme in ("redis", "rediss"):
         if not parts.hostname:
@@ -396,7 +519,7 @@ def _parse_url(key: str, url: object) -> Target:
         path = parts.path.strip("/")
         if path and not path.isdigit():
             raise _fail(
-                key, f"{bad}: database {path!r}", "end the URL with a database number, like /0"
+                key, f"{bad}: the path is not a database number", "end the URL with one, like /0"
             )
         if path and "db" in options:
             raise _fail(key, f"{bad}: the database is given twice", "keep only the /N path")
@@ -406,7 +529,9 @@ def _parse_url(key: str, url: object) -> Target:
         path = parts.path.strip("/")
         if path and not path.isdigit():
             raise _fail(
-                key, f"{bad}: database {path!r}", "write it as memory:// or memory://name/0"
+                key,
+                f"{bad}: the path is not a database number",
+                "write it as memory:// or memory://name/0",
             )
         connection.update(store=parts.hostname or "", db=int(path) if path else 0)
     elif scheme == "unix":
@@ -423,30 +548,30 @@ def _parse_url(key: str, url: object) -> Target:
     return Target(scheme=scheme, display=shown, password=password, connection=connection)
 
 
-def _query(key: str, query: str, shown: str, *, tls: bool) -> dict[str, Any]:
+def _query(key: str, query: str, *, tls: bool) -> dict[str, Any]:
+    """The URL's query options; raises :class:`ConfigurationError` for one
+    this extension sets from its config instead, naming the option only when
+    it is a known one (any other name may be a password pasted there)."""
     allowed = _URL_OPTIONS | (_URL_SSL_OPTIONS if tls else set())
     options: dict[str, Any] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name not in allowed:
             config_key = key.rsplit("_", 1)[0] + "_" + name.upper()
-            raise _fail(
-                key,
-                f"has an unsupported option {name!r} ({shown})",
-                f"remove it from the URL; set {config_key} in the config instead"
-                if name.upper() in DEFAULTS
-                else "remove it from the URL",
-            )
+            if name == "password":
+                fix = f"put it in the URL as {_URL_SHAPE}, URL-encoded"
+            elif name.upper() in DEFAULTS:
+                fix = f"remove it from the URL; set {config_key} in the config instead"
+            else:
+                fix = "remove it from the URL"
+            shown = repr(name) if name in _SHOWN_URL_OPTIONS else "(not shown)"
+            raise _fail(key, f"has an unsupported option {shown}", fix)
         options[name] = value
     if "ssl_check_hostname" in options:
         options["ssl_check_hostname"] = to_bool(
             f"{key} (ssl_check_hostname option)", options["ssl_check_hostname"]
         )
     if options.get("ssl_cert_reqs", "required") not in _SSL_CERT_REQS:
-        raise _fail(
-            key,
-            f"has ssl_cert_reqs={options['ssl_cert_reqs']!r} ({shown})",
-            "use required, optional or none",
-        )
+        raise _fail(key, "has an unknown ssl_cert_reqs", "use required, optional or none")
     return options
 
 

@@ -16,7 +16,7 @@ from flask import Flask, Request, current_app
 
 from .cache import Cache, cached_view, make_vary
 from .cli import fogredis_cli
-from .config import EXTENSION_KEY, Settings, read_settings, to_bool, to_int
+from .config import EXTENSION_KEY, Settings, argument_seconds, read_settings, to_bool, to_int
 from .connections import translated
 from .errors import (
     ConfigurationError,
@@ -143,7 +143,11 @@ def _seconds(name: str, value: int | float | timedelta) -> int:
     """Whole seconds > 0 from an int or a timedelta (Redis counts in seconds)."""
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 1 <= value < float("inf")  # NaN too: it compares false
+    ):
         raise InvalidArgumentError(
             f"{name} must be a number of seconds >= 1 or a timedelta, not {value!r}"
         )
@@ -402,5 +406,9 @@ class FogRedis:
         on a header not named here are never stored. When Redis fails, the
         view is computed and served.
         """
+        if ttl is not None:
+            # At decoration, not at the first request: a bad ttl is the
+            # caller's mistake, and an error at import names it at once.
+            argument_seconds("ttl", ttl)
         vary = make_vary(vary_on_headers, vary_on_identity, key_func)
         return cached_view(lambda: self.state().cache, namespace, ttl, vary)

@@ -203,15 +203,32 @@ def health(config_prefix: str) -> Response:
 
 @metrics_blueprint.get("")
 def metrics(config_prefix: str) -> Response:
-    """Every config prefix's metrics with metrics on, in the text format."""
+    """The metrics of every config prefix served on this path, in the text
+    format. When any of them sets a ``METRICS_TOKEN``, the path needs a
+    credential: one that matches a prefix's token shows that prefix's series,
+    and those of the prefixes here without a token."""
     states = _states()
-    token = states[config_prefix].endpoints.metrics_token
-    if token is not None:
+    path = states[config_prefix].endpoints.metrics_url
+    here = {
+        prefix: s
+        for prefix, s in states.items()
+        if s.endpoints.metrics_enabled and s.endpoints.metrics_url == path
+    }
+    tokens = {prefix: s.endpoints.metrics_token for prefix, s in here.items()}
+    if any(token is not None for token in tokens.values()):
         credential = _bearer()
-        if credential is None or not _matches(credential, token):
-            return _refused(credential is None)
-    shown = {prefix: s for prefix, s in states.items() if s.endpoints.metrics_enabled}
-    return Response(render(shown), 200, {"Content-Type": CONTENT_TYPE, **_NO_STORE})
+        if credential is None:
+            return _refused(missing=True)
+        # Every token is compared, so the time taken tells nothing of which.
+        matched = {
+            prefix
+            for prefix, token in tokens.items()
+            if token is not None and _matches(credential, token)
+        }
+        if not matched:
+            return _refused(missing=False)
+        here = {prefix: s for prefix, s in here.items() if prefix in matched or not tokens[prefix]}
+    return Response(render(here), 200, {"Content-Type": CONTENT_TYPE, **_NO_STORE})
 
 
 def _details(state: AppState, result: PingResult) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def render(states: Mapping[str, AppState]) -> str:
     for state in states.values():
         state.probe.result(state.endpoints.cache_seconds)
     if _shared is not None:
-        return _render_shared()
+        return _render_shared(set(states))
     return _render_local(states)
 
 
@@ -129,7 +129,7 @@ def _render_local(states: Mapping[str, AppState]) -> str:
     return "".join(_text(family, found) for family, found in samples.items() if found)
 
 
-def _render_shared() -> str:
+def _render_shared(prefixes: set[str]) -> str:
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -140,7 +140,15 @@ def _render_shared() -> str:
     for metric in registry.collect():
         if metric.name.startswith(NAME_PREFIX):
             family = Family(metric.name, metric.type, metric.documentation)
-            found = [(s.name, s.labels, s.value) for s in metric.samples]
+            # Only the prefixes this scrape may see: another prefix's series
+            # may be behind a credential, or served on another path.
+            found = [
+                (s.name, s.labels, s.value)
+                for s in metric.samples
+                if s.labels.get("config_prefix") in prefixes
+            ]
+            if not found:
+                continue
             text.append(_text(family, sorted(found, key=lambda s: sorted(s[1].items()))))
     return "".join(text)
 

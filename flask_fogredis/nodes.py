@@ -34,7 +34,7 @@ def parse_nodes_url(key: str, parts: SplitResult, shown: str) -> Target:
         if sentinel
         else f"{scheme}://:password@host1:6379,host2:6379"
     )
-    bad = f"is not a valid Redis URL ({shown})"
+    bad = "is not a valid Redis URL (not shown: it may hold a password)"
     userinfo, at, hosts = parts.netloc.rpartition("@")
     if not hosts:
         raise _fail(key, f"{bad}: no host", f"write it as {example}")
@@ -51,7 +51,7 @@ def parse_nodes_url(key: str, parts: SplitResult, shown: str) -> Target:
         if sep:
             password = unquote(secret)
             connection["password"] = password
-    options = _query(key, parts.query, shown, tls=scheme.startswith("rediss"))
+    options = _query(key, parts.query, tls=scheme.startswith("rediss"))
     segments = (
         [unquote(s) for s in parts.path.strip("/").split("/")] if parts.path.strip("/") else []
     )

@@ -7,11 +7,19 @@ takes (AUTH, HELLO, CLIENT SETINFO, SELECT), and however long an unresponsive
 server stays silent, the caller answers in time. One check is in flight at a
 time; callers that arrive meanwhile share its result, and a result younger
 than the caller's ``max_age`` is reused without any PING.
+
+Only the PING's round trip is held against the bound. Opening the connection
+is bounded by the app's own connect and socket timeouts, and a connection
+that opened is kept for the next check, even when its PING was slow: on a
+distant Redis (a 200 ms round trip, say) the handshake is paid once, not by
+every check. A late reply is still read, so the connection stays in step;
+only a reply that never comes (the socket timeout) closes it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -54,6 +62,10 @@ class _Flight:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.result: PingResult | None = None
+        # When a caller last stopped waiting for it: a check that outlives
+        # the bound (opening a connection to a silent server) is itself a
+        # result, "timeout", reused like any other.
+        self.gave_up_at: float | None = None
 
 
 class HealthProbe:
@@ -104,9 +116,13 @@ class HealthProbe:
         """The latest check if younger than ``max_age``; otherwise the result
         of the check in flight (started now if there is none), or a timeout
         if it does not finish within the bound."""
+        timed_out = PingResult(
+            healthy=False, connected=False, latency=self.wait_budget, error="timeout"
+        )
         with self._lock:
+            now = time.monotonic()
             last = self._last
-            if last is not None and max_age > 0 and time.monotonic() - self._last_at < max_age:
+            if last is not None and max_age > 0 and now - self._last_at < max_age:
                 return last
             flight = self._flight
             if flight is None:
@@ -114,9 +130,12 @@ class HealthProbe:
                 threading.Thread(
                     target=self._fly, args=(flight,), name="fogredis-health", daemon=True
                 ).start()
+            elif max_age > 0 and now - (flight.gave_up_at or -math.inf) < max_age:
+                return timed_out
         if flight.done.wait(self.wait_budget) and flight.result is not None:
             return flight.result
-        return PingResult(healthy=False, connected=False, latency=self.wait_budget, error="timeout")
+        flight.gave_up_at = time.monotonic()
+        return timed_out
 
     def report(self, result: PingResult) -> dict[str, Any]:
         """The public fields of ``result``, with the pool as it is now."""
@@ -184,10 +203,10 @@ class HealthProbe:
     def _conn(self) -> AbstractConnection:
         if self._connection is None:
             connection_class, options = connection_options(self._settings)
-            budget = self.wait_budget
-            options.update(
-                socket_connect_timeout=budget, socket_timeout=budget, health_check_interval=0
-            )
+            # The app's own timeouts, not the bound: callers stop waiting at
+            # the bound anyway, while the check goes on to open the
+            # connection (or hear a late PONG) for the checks after it.
+            options.update(health_check_interval=0)
             options.pop("fog_retry_attempts", None)
             options.pop("fog_retry_backoff", None)
             self._connection = connection_class(**options)
@@ -225,10 +244,14 @@ class HealthProbe:
             latency = time.perf_counter() - sent
             if reply not in ("PONG", b"PONG", True):
                 error = "unexpected reply"
-            elif time.perf_counter() - start > self.wait_budget:
-                error = "timeout"
+            elif latency > self.wait_budget:
+                # Too slow to call healthy, but the reply was read: the
+                # connection is in step and stays open for the next check.
+                return PingResult(healthy=False, connected=True, latency=latency, error="timeout")
         except redis.AuthenticationError:
             error = "authentication failed"
+        except redis.exceptions.NoPermissionError:
+            error = "permission denied"
         except redis.BusyLoadingError:
             error = "loading"
         except redis.TimeoutError:

@@ -41,7 +41,7 @@ import redis
 from flask import Flask, Response, current_app, jsonify
 from redis.cluster import RedisCluster
 
-from .config import EXTENSION_KEY, Settings, to_bool, to_int, to_seconds
+from .config import EXTENSION_KEY, Settings, argument_seconds, to_bool, to_int, to_seconds
 from .connections import translated
 from .errors import ConfigurationError, FogRedisError, RedisUnavailableError, TokenError
 from .forking import renew_locks_after_fork
@@ -180,7 +180,7 @@ class Revocations:
         key = self._bare_jti_key(jti, identity)
         ttl_ms = None
         if expire_seconds is not None:
-            seconds = to_seconds("expire_seconds", expire_seconds)
+            seconds = argument_seconds("expire_seconds", expire_seconds)
             ttl_ms = math.ceil(seconds * 1000)
         self._write(key, ttl_ms)
 

@@ -139,16 +139,48 @@ def test_ping_of_an_unresponsive_server_answers_within_the_bound(silent_port: in
     result = run(app, "ping")
     assert time.monotonic() - start < 1.5
     assert result.exit_code == 3
-    assert "did not answer PING within 1 s: timeout" in result.output
+    assert "did not answer PING within 1 s." in result.output
 
 
-def test_wrong_password_is_an_unavailable_redis(secured: RedisServer) -> None:
-    app = make_app(REDIS_URL=f"redis://:wrong@127.0.0.1:{secured.port}/0")
+@pytest.mark.parametrize(
+    "auth", ["", ":not-the-password-at-all@", "someone:not-the-password-at-all@"]
+)
+@pytest.mark.parametrize("args", [["ping"], ["info"], ["revoke", "jti"], ["revoke-user", "ada"]])
+def test_refused_credentials_are_named_as_such(
+    secured: RedisServer, auth: str, args: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(REDIS_URL=f"redis://{auth}127.0.0.1:{secured.port}/0")
     FogRedis(app)
-    result = run(app, "ping")
-    assert result.exit_code == 3
-    assert "authentication failed" in result.output
-    assert "wrong" not in result.output.replace("authentication failed", "")
+    result = run(app, *args)
+    assert result.exit_code == 3, result.output
+    assert "refused the credentials" in result.output
+    assert "check the" in result.output and "password in REDIS_URL" in result.output
+    assert "did not answer" not in result.output and "timeout" not in result.output
+    for text in (result.output, caplog.text):
+        assert "not-the-password-at-all" not in text and PASSWORD not in text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["revoke", "jti"], ["revoke-user", "ada"], ["clear-cache", "ns"], ["warm", "/"]],
+)
+@pytest.mark.parametrize("url", ["memory://", "memory://shared"])
+def test_writing_to_the_embedded_store_exits_1_saying_why(url: str, args: list[str]) -> None:
+    app = make_app(REDIS_URL=url)
+    FogRedis(app)
+    result = run(app, *args)
+    assert result.exit_code == 1, result.output
+    assert "memory://" in result.output and "process" in result.output
+    assert "Revoked" not in result.output and "Removed" not in result.output
+
+
+def test_the_cache_on_the_embedded_store_is_refused_too(redis_server: RedisServer) -> None:
+    app = make_app(REDIS_URL=redis_server.url, REDIS_CACHE_URL="memory://")
+    FogRedis(app)
+    result = run(app, "clear-cache", "ns")
+    assert result.exit_code == 1
+    assert "REDIS_CACHE_URL is memory://" in result.output
+    assert run(app, "revoke", "jti").exit_code == 0
 
 
 def test_a_refused_command_exits_1(redis_server: RedisServer) -> None:

@@ -19,6 +19,7 @@ from werkzeug.test import TestResponse
 from flask_fogredis import FogRedis
 
 from .conftest import ServerFactory, make_app
+from .latency import latency_proxy
 from .servers import RedisServer
 
 PASSWORD = "health-secret-pw"
@@ -110,7 +111,8 @@ def test_unresponsive(silent_port: int, logs: pytest.LogCaptureFixture) -> None:
     # for the check, so that its log line is searched too.
     with app.app_context():
         probe = fog.state().probe
-    deadline = time.monotonic() + 5
+    # (It waits for the socket timeout, 5 s by default.)
+    deadline = time.monotonic() + 10
     while probe.last is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert any("failing" in r.getMessage() for r in logs.records)
@@ -252,3 +254,91 @@ def test_detailed_report_while_down_still_refuses_and_still_answers(
     assert took < WITHIN
     assert response.status_code == 503
     assert response.get_json()["details"]["redis_version"] is None
+
+
+def wait_for_check(app: Flask, fog: FogRedis, seconds: float = 10) -> None:
+    """Until the probe's first check has finished, whatever it found."""
+    with app.app_context():
+        probe = fog.state().probe
+    deadline = time.monotonic() + seconds
+    while probe.last is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert probe.last is not None
+
+
+def test_healthy_through_a_200_ms_round_trip(secured: RedisServer) -> None:
+    with latency_proxy(secured.port, delay=0.1) as proxy:
+        app = make_app(
+            REDIS_URL=f"redis://:{PASSWORD}@127.0.0.1:{proxy.port}/0",
+            REDIS_HEALTH_CACHE_SECONDS=0,
+        )
+        fog = FogRedis(app)
+        # The first check pays for the handshake's round trips; it may
+        # answer 503 while it connects, but the connection it opens stays.
+        timed_get(app)
+        wait_for_check(app, fog)
+        for _ in range(4):
+            response, took = timed_get(app)
+            assert response.status_code == 200, response.get_json()
+            assert took < WITHIN
+            # The PING went through the proxy: two delays at least.
+            assert response.get_json()["latency_ms"] >= 200
+        assert proxy.accepted == 1
+
+
+def test_a_slow_pong_keeps_the_connection(secured: RedisServer) -> None:
+    with latency_proxy(secured.port, delay=0.3) as proxy:
+        app = make_app(
+            REDIS_URL=f"redis://:{PASSWORD}@127.0.0.1:{proxy.port}/0",
+            REDIS_HEALTH_CACHE_SECONDS=0,
+            REDIS_HEALTH_TIMEOUT=0.5,
+        )
+        fog = FogRedis(app)
+        timed_get(app)
+        wait_for_check(app, fog)
+        with app.app_context():
+            probe = fog.state().probe
+        for _ in range(3):
+            before = probe.pings
+            response, took = timed_get(app)
+            assert response.status_code == 503
+            assert took < 0.5 + 0.2
+            # Wait for the late PONG, which the check still reads.
+            deadline = time.monotonic() + 5
+            while (probe.pings == before or probe._flight is not None) and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.01)
+            last = probe.last
+            assert last is not None
+            assert (last.healthy, last.connected, last.error) == (False, True, "timeout")
+        # One connection for every check: a slow reply is no reason to
+        # start over (and pay the handshake again).
+        assert proxy.accepted == 1
+
+
+def test_an_acl_without_ping_is_permission_denied(redis_server: RedisServer) -> None:
+    redis_server.admin().acl_setuser(
+        "reader", enabled=True, passwords=["+reader-pw-long"], keys=["*"], commands=["+get"]
+    )
+    app = make_app(REDIS_URL=f"redis://reader:reader-pw-long@127.0.0.1:{redis_server.port}/0")
+    FogRedis(app)
+    response = app.test_client().get("/health/redis")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert (body["connected"], body["error"]) == (True, "permission denied")
+
+
+def test_a_check_stuck_on_a_silent_server_is_reused_as_a_timeout(silent_port: int) -> None:
+    """The check goes on past the bound (up to the socket timeout); while it
+    does, its "timeout" answers the next requests at once, as a finished
+    check's result would, rather than each waiting the bound again."""
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{silent_port}/0", REDIS_HEALTH_TIMEOUT=2)
+    FogRedis(app)
+    first, waited = timed_get(app)
+    assert first.get_json()["error"] == "timeout"
+    assert waited >= 1.5  # it waited for the check, most of the bound
+    second, took = timed_get(app)
+    assert second.status_code == 503
+    assert second.get_json()["error"] == "timeout"
+    assert took < 0.9

@@ -4,6 +4,7 @@ credential, and sums over gunicorn's workers in multiprocess mode."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ import pytest
 from flask import Flask
 from flask_jwt_extended import create_access_token
 from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.test import TestResponse
 
 from flask_fogredis import ConfigurationError, FogRedis, RedisUnavailableError
 from flask_fogredis.metrics import CONTENT_TYPE, FAMILIES, MULTIPROC_ENV
@@ -302,3 +304,77 @@ def test_a_route_added_after_init_app_at_our_path_is_reported(
         app.test_client().get("/metrics")
     errors = [r.getMessage() for r in caplog.records if "REDIS_METRICS_URL" in r.getMessage()]
     assert len(errors) == 1 and "own_metrics" in errors[0]
+
+
+def two_prefixes(**config: object) -> Flask:
+    app = make_app(REDIS_URL="memory://", CACHE_REDIS_URL="memory://", **config)
+    FogRedis(app)
+    FogRedis(app, config_prefix="CACHE_REDIS")
+    return app
+
+
+def prefixes_in(response: TestResponse) -> set[str]:
+    assert response.status_code == 200
+    return {dict(labels)["config_prefix"] for _, labels in parse(response.get_data(as_text=True))}
+
+
+def test_a_second_prefixs_token_guards_the_shared_path() -> None:
+    app = two_prefixes(CACHE_REDIS_METRICS_TOKEN=TOKEN)
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=bearer(TOKEN + "x")).status_code == 403
+    allowed = client.get("/metrics", headers=bearer(TOKEN))
+    assert prefixes_in(allowed) == {"REDIS", "CACHE_REDIS"}
+
+
+def test_each_token_shows_its_own_prefix() -> None:
+    other = "another-metrics-credential-long"
+    app = two_prefixes(REDIS_METRICS_TOKEN=TOKEN, CACHE_REDIS_METRICS_TOKEN=other)
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 401
+    assert prefixes_in(client.get("/metrics", headers=bearer(TOKEN))) == {"REDIS"}
+    assert prefixes_in(client.get("/metrics", headers=bearer(other))) == {"CACHE_REDIS"}
+
+
+def test_a_prefix_on_another_path_is_not_shown_here() -> None:
+    app = two_prefixes(CACHE_REDIS_METRICS_URL="/internal/metrics", CACHE_REDIS_METRICS_TOKEN=TOKEN)
+    client = app.test_client()
+    assert prefixes_in(client.get("/metrics")) == {"REDIS"}
+    assert client.get("/internal/metrics").status_code == 401
+    inside = client.get("/internal/metrics", headers=bearer(TOKEN))
+    assert prefixes_in(inside) == {"CACHE_REDIS"}
+
+
+def test_shared_mode_shows_only_the_prefixes_a_token_may_see(tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR, series come from the shared files: they
+    are filtered by prefix too."""
+    script = f"""
+import sys
+from flask import Flask
+from flask_fogredis import FogRedis
+app = Flask("shared")
+app.config.update(
+    TESTING=True,
+    REDIS_URL="memory://",
+    CACHE_REDIS_URL="memory://",
+    REDIS_METRICS_TOKEN="{TOKEN}",
+    CACHE_REDIS_METRICS_URL="/internal/metrics",
+)
+FogRedis(app)
+FogRedis(app, config_prefix="CACHE_REDIS")
+client = app.test_client()
+assert client.get("/metrics").status_code == 401
+sys.stdout.write(
+    client.get("/metrics", headers={{"Authorization": "Bearer {TOKEN}"}}).get_data(as_text=True)
+)
+sys.stdout.write("=====")
+sys.stdout.write(client.get("/internal/metrics").get_data(as_text=True))
+"""
+    env = {**os.environ, MULTIPROC_ENV: str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    first, second = (parse(text) for text in out.stdout.split("====="))
+    assert {dict(labels)["config_prefix"] for _, labels in first} == {"REDIS"}
+    assert {dict(labels)["config_prefix"] for _, labels in second} == {"CACHE_REDIS"}

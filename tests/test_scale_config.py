@@ -65,7 +65,9 @@ def test_tls_forms_take_the_tls_options(kind: str) -> None:
         ("redis+sentinel://h1:26379/mymaster/0/extra", "/<service>/<db>"),
         ("redis+sentinel://h1:26379/mymaster/1?db=2", "database is given twice"),
         ("redis+sentinel://h1:26379,,h2/mymaster", "an empty host"),
-        ("redis+sentinel://h1:port/mymaster", "port 'port'"),
+        # A port that is no number may be a password whose @host was left
+        # out: not shown.
+        ("redis+sentinel://h1:port/mymaster", "'***' of 'h1'"),
         ("redis+sentinel://h1:70000/mymaster", "port '70000'"),
         ("redis+sentinel://h1:/mymaster", "no port"),
         ("redis+sentinel:///mymaster", "no host"),
