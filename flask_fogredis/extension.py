@@ -174,6 +174,8 @@ class FogRedis:
         states[self.config_prefix] = state
         app.cli.add_command(fogredis_cli)
         self._warn_if_unsafe(app, state)
+        if state.revocations.auto_register:
+            state.cache.warn_if_it_can_fill(settings)
         self._hook_revocation(app, state)
 
     @staticmethod
@@ -386,6 +388,8 @@ class FogRedis:
         vary_on_headers: Iterable[str] = (),
         vary_on_identity: bool = False,
         key_func: Callable[[Request], str] | None = None,
+        public: bool = False,
+        query_params: Iterable[str] | None = None,
     ) -> Callable[[View], View]:
         """Cache a Flask view's GET (and HEAD) responses with status 200.
 
@@ -397,5 +401,5 @@ class FogRedis:
         on a header not named here are never stored. When Redis fails, the
         view is computed and served.
         """
-        vary = make_vary(vary_on_headers, vary_on_identity, key_func)
+        vary = make_vary(vary_on_headers, vary_on_identity, key_func, public, query_params)
         return cached_view(lambda: self.state().cache, namespace, ttl, vary)
