@@ -32,6 +32,7 @@ from .config import CONNECTION_OPTIONS, Settings, read_settings, to_seconds
 from .connections import connection_options, translated
 from .errors import CacheKeyError, CacheValueError, FogRedisError, InvalidArgumentError
 from .logs import RateLimitedLog
+from .probe import parse_info
 from .topology import build_client
 
 if TYPE_CHECKING:
@@ -314,7 +315,7 @@ class Cache:
         locations = config.get("JWT_TOKEN_LOCATION") or ()
         if isinstance(locations, str):
             locations = (locations,)
-        query = ()
+        query: tuple[str, ...] = ()
         if "query_string" in locations:
             query = (str(config.get("JWT_QUERY_STRING_NAME") or "jwt"),)
         self._credentials = _Credentials(tuple(headers), tuple(cookies), query)
@@ -442,10 +443,10 @@ class Cache:
         the revocation list (``main``): anonymous requests with new query
         strings can then fill it, and revocations fail with OOM errors.
 
-        Best effort, at startup: a connection of its own that waits at most
-        half a second; an unreachable Redis, an ACL that forbids CONFIG, a
-        Sentinel or Cluster URL and the embedded store are skipped. Never
-        raises.
+        Best effort, at startup: one INFO on a connection of its own that
+        waits at most half a second; an unreachable Redis, an ACL that forbids
+        INFO, a Sentinel or Cluster URL and the embedded store are skipped.
+        Never raises.
         """
         target = main.target
         if self.owns_pool and self.settings.target.display != target.display:
@@ -455,10 +456,10 @@ class Cache:
         if _read_policy(main) != "noeviction":
             return
         logger.warning(
-            "The view cache shares Redis at %s (maxmemory-policy noeviction) with the "
-            "revocation list: cached entries can fill it, and revocations then fail with "
-            "OOM errors. Give the cache a Redis of its own with an evicting policy "
-            "(allkeys-lru): set %s.",
+            "The view cache shares Redis at %s with the revocation list, and that Redis "
+            "never evicts (noeviction): cached entries can fill it, and revocations then "
+            "fail with OOM errors. Give the cache a Redis of its own with an evicting "
+            "policy (allkeys-lru): set %s.",
             target.display,
             main.key("CACHE_URL"),
         )
@@ -474,18 +475,15 @@ def _read_policy(settings: Settings) -> str | None:
     options.pop("fog_retry_backoff", None)
     connection = connection_class(**options)
     try:
-        connection.send_command("CONFIG", "GET", "maxmemory-policy")
+        # INFO, not CONFIG GET: managed Redis services often disable CONFIG.
+        connection.send_command("INFO", "memory")
         reply = connection.read_response()
     except (redis.RedisError, OSError) as exc:
         logger.debug("maxmemory-policy not read at startup (%s)", type(exc).__name__)
         return None
     finally:
         connection.disconnect()
-    if isinstance(reply, dict):
-        value = next(iter(reply.values()), None)
-    else:
-        value = reply[1] if isinstance(reply, list) and len(reply) > 1 else None
-    return value.decode() if isinstance(value, bytes) else value
+    return parse_info(reply).get("maxmemory_policy")
 
 
 class _Credentials(NamedTuple):
