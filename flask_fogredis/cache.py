@@ -291,12 +291,24 @@ class Cache:
         cache does not answer those)."""
         found = self._credentials or self._read_credentials()
         environ = req.environ
-        if any(name in environ for name in found.headers):
-            return True
-        if "HTTP_COOKIE" in environ:
-            cookies = req.cookies
-            if any(name in cookies for name in found.cookies):
+        # Plain loops: this runs on every hit, and generators cost more.
+        for name in found.headers:
+            if name in environ:
                 return True
+        raw = environ.get("HTTP_COOKIE")
+        if raw:
+            # Parsing every cookie costs more than the rest of a hit: parse
+            # only when a credential cookie's name appears at all.
+            for name in found.cookies:
+                if name in raw:
+                    cookies = req.cookies
+                    return any(name in cookies for name in found.cookies) or self._in_query(
+                        req, found
+                    )
+        return self._in_query(req, found)
+
+    @staticmethod
+    def _in_query(req: Request, found: _Credentials) -> bool:
         if found.query and req.query_string:
             return any(name in req.args for name in found.query)
         return False
@@ -531,7 +543,13 @@ class _Vary:
             query = urlencode(sorted(req.args.items(multi=True), key=lambda item: item[0]))
         # Host and scheme: a view that builds absolute URLs answers each
         # differently, and a forged Host header must not reach other callers.
-        parts = [req.scheme, req.host.lower(), req.path, query]
+        # The header as sent (after any ProxyFix), not ``req.host``, whose
+        # checks cost as much as the rest of the key.
+        environ = req.environ
+        host = (
+            environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+        )
+        parts = [environ["wsgi.url_scheme"], host.lower(), req.path, query]
         parts += [f"{name}={req.headers.get(name, '')}" for name in self.headers]
         if self.identity:
             parts.append(f"sub={_identity()}")
