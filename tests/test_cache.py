@@ -469,6 +469,7 @@ def test_other_cookies_do_not_bypass_the_cache() -> None:
     app, _, calls = _jwt_cached_app()
     client = app.test_client()
     client.set_cookie("theme", "dark")
+    client.set_cookie("last_session_theme", "light")  # a credential cookie's name inside
     assert client.get("/news").headers["X-Cache"] == "MISS"
     assert client.get("/news").headers["X-Cache"] == "HIT"
     assert calls == ["news"]
