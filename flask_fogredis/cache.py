@@ -297,18 +297,14 @@ class Cache:
                 return True
         raw = environ.get("HTTP_COOKIE")
         if raw:
-            # Parsing every cookie costs more than the rest of a hit: parse
-            # only when a credential cookie's name appears at all.
             for name in found.cookies:
+                # Parsing every cookie costs more than the rest of a hit:
+                # parse only when a credential cookie's name appears at all.
                 if name in raw:
                     cookies = req.cookies
-                    return any(name in cookies for name in found.cookies) or self._in_query(
-                        req, found
-                    )
-        return self._in_query(req, found)
-
-    @staticmethod
-    def _in_query(req: Request, found: _Credentials) -> bool:
+                    if any(other in cookies for other in found.cookies):
+                        return True
+                    break
         if found.query and req.query_string:
             return any(name in req.args for name in found.query)
         return False
@@ -467,12 +463,13 @@ class Cache:
             return
         if _read_policy(main) != "noeviction":
             return
+        # The setting's name, not the address: log lines name no host.
         logger.warning(
-            "The view cache shares Redis at %s with the revocation list, and that Redis "
-            "never evicts (noeviction): cached entries can fill it, and revocations then "
-            "fail with OOM errors. Give the cache a Redis of its own with an evicting "
+            "The view cache shares the Redis of %s with the revocation list, and that "
+            "Redis never evicts (noeviction): cached entries can fill it, and revocations "
+            "then fail with OOM errors. Give the cache a Redis of its own with an evicting "
             "policy (allkeys-lru): set %s.",
-            target.display,
+            main.key("URL"),
             main.key("CACHE_URL"),
         )
 
@@ -490,8 +487,14 @@ def _read_policy(settings: Settings) -> str | None:
         # INFO, not CONFIG GET: managed Redis services often disable CONFIG.
         connection.send_command("INFO", "memory")
         reply = connection.read_response()
-    except (redis.RedisError, OSError) as exc:
-        logger.debug("maxmemory-policy not read at startup (%s)", type(exc).__name__)
+    except (redis.TimeoutError, TimeoutError):
+        logger.debug("maxmemory-policy not read at startup: no answer in %g s", budget)
+        return None
+    except (redis.ConnectionError, OSError):
+        logger.debug("maxmemory-policy not read at startup: Redis unreachable or refused the login")
+        return None
+    except redis.RedisError:
+        logger.debug("maxmemory-policy not read at startup: INFO refused")
         return None
     finally:
         connection.disconnect()
