@@ -19,18 +19,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 from urllib.parse import urlencode, urlsplit
 
+import redis
 from flask import Request, Response, current_app, make_response, request
 from flask.globals import request_ctx
 from redis.client import NEVER_DECODE
 
 from .cluster import clear_matching
-from .config import CONNECTION_OPTIONS, argument_seconds, read_settings, to_seconds
-from .connections import translated
-from .errors import CacheKeyError, CacheValueError, FogRedisError
+from .config import CONNECTION_OPTIONS, Settings, argument_seconds, read_settings, to_seconds
+from .connections import connection_options, translated
+from .errors import CacheKeyError, CacheValueError, FogRedisError, InvalidArgumentError
 from .logs import RateLimitedLog
+from .probe import parse_info
 from .topology import build_client
 
 if TYPE_CHECKING:
@@ -64,6 +66,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 _UNLINK_BATCH = 500
+# The startup look at maxmemory-policy waits no longer than this: it only
+# decides whether to log a warning.
+_POLICY_CHECK_BUDGET = 0.5
 
 
 def _check(kind: str, name: object) -> str:
@@ -103,6 +108,9 @@ class Cache:
         # cache Redis must not read each other's entries.
         self._prefix = f"{main.key_prefix}:cache:"
         self.near: NearCache | None = None  # set by the app state when enabled
+        # Where requests carry credentials, read from the app config at the
+        # first cached request (the config may still change after init_app).
+        self._credentials: _Credentials | None = None
         self._stats = state.stats
         self._log = RateLimitedLog(logger, interval=30.0)
         # Scripts need the value and its lock on one server: not on Cluster
@@ -233,7 +241,15 @@ class Cache:
         view: Callable[[], Any],
         req: Request,
     ) -> Response:
-        """Answer a GET or HEAD (``req``) from the cache, or compute it once."""
+        """Answer a GET or HEAD (``req``) from the cache, or compute it once.
+
+        A request the cache must not answer (one with credentials when the
+        decorator does not say how answers differ per caller, or with a query
+        parameter outside its allowlist) is computed, not stored, and tagged
+        ``X-Cache: BYPASS``.
+        """
+        if not vary.allows_query(req) or (not vary.per_caller and self._has_credentials(req)):
+            return _tagged(make_response(view()), "BYPASS")
         base = self.namespace_prefix(namespace)
         digest = vary.digest(req)
         value_key, lock_key = f"{base}v:{digest}", f"{base}l:{digest}"
@@ -268,6 +284,50 @@ class Cache:
             if lock is not None:
                 self._release(namespace, *lock)
         return _tagged(response, "MISS")
+
+    def _has_credentials(self, req: Request) -> bool:
+        """Whether ``req`` carries an authorization header, a session or JWT
+        cookie, or a JWT in its query string (RFC 9111 section 3.5: a shared
+        cache does not answer those)."""
+        found = self._credentials or self._read_credentials()
+        environ = req.environ
+        # Plain loops: this runs on every hit, and generators cost more.
+        for name in found.headers:
+            if name in environ:
+                return True
+        raw = environ.get("HTTP_COOKIE")
+        if raw:
+            for name in found.cookies:
+                # Parsing every cookie costs more than the rest of a hit:
+                # parse only when a credential cookie's name appears at all.
+                if name in raw:
+                    cookies = req.cookies
+                    if any(other in cookies for other in found.cookies):
+                        return True
+                    break
+        if found.query and req.query_string:
+            return any(name in req.args for name in found.query)
+        return False
+
+    def _read_credentials(self) -> _Credentials:
+        """Where this app's requests carry credentials, with flask-jwt-extended's
+        defaults (whether it is installed or not)."""
+        config = current_app.config
+        header = str(config.get("JWT_HEADER_NAME") or "Authorization")
+        headers = {"HTTP_AUTHORIZATION", "HTTP_" + header.upper().replace("-", "_")}
+        cookies = {
+            str(config.get("SESSION_COOKIE_NAME") or "session"),
+            str(config.get("JWT_ACCESS_COOKIE_NAME") or "access_token_cookie"),
+            str(config.get("JWT_REFRESH_COOKIE_NAME") or "refresh_token_cookie"),
+        }
+        locations = config.get("JWT_TOKEN_LOCATION") or ()
+        if isinstance(locations, str):
+            locations = (locations,)
+        query: tuple[str, ...] = ()
+        if "query_string" in locations:
+            query = (str(config.get("JWT_QUERY_STRING_NAME") or "jwt"),)
+        self._credentials = _Credentials(tuple(headers), tuple(cookies), query)
+        return self._credentials
 
     def _cached_response(self, value_key: str) -> Response | None:
         """The stored answer for ``value_key``: from the near cache when it
@@ -384,20 +444,102 @@ class Cache:
         for url in urls:
             parts = urlsplit(url)
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            response = client.get(path, environ_base={WARM_ENVIRON_KEY: True})
+            # Host and scheme are in the key: a full URL warms its own host's
+            # entry; a path, the one of SERVER_NAME (or localhost).
+            where = {"base_url": f"{parts.scheme}://{parts.netloc}"} if parts.netloc else {}
+            response = client.get(path, environ_base={WARM_ENVIRON_KEY: True}, **where)
             results[url] = response.status_code
         return results
 
+    def warn_if_it_can_fill(self, main: Settings) -> None:
+        """Log a warning when cache entries share a ``noeviction`` Redis with
+        the revocation list (``main``): anonymous requests with new query
+        strings can then fill it, and revocations fail with OOM errors.
+
+        Best effort, at startup: one INFO on a connection of its own that
+        waits at most half a second; an unreachable Redis, an ACL that forbids
+        INFO, a Sentinel or Cluster URL and the embedded store are skipped.
+        Never raises.
+        """
+        target = main.target
+        if self.owns_pool and self.settings.target.display != target.display:
+            return
+        if target.scheme == "memory" or target.is_sentinel or target.is_cluster:
+            return
+        if _read_policy(main) != "noeviction":
+            return
+        # The setting's name, not the address: log lines name no host.
+        logger.warning(
+            "The view cache shares the Redis of %s with the revocation list, and that "
+            "Redis never evicts (noeviction): cached entries can fill it, and revocations "
+            "then fail with OOM errors. Give the cache a Redis of its own with an evicting "
+            "policy (allkeys-lru): set %s.",
+            main.key("URL"),
+            main.key("CACHE_URL"),
+        )
+
+
+def _read_policy(settings: Settings) -> str | None:
+    """maxmemory-policy of the Redis in ``settings``, or None when it cannot
+    be read within the budget."""
+    connection_class, options = connection_options(settings)
+    budget = min(_POLICY_CHECK_BUDGET, settings.connect_timeout, settings.socket_timeout)
+    options.update(socket_connect_timeout=budget, socket_timeout=budget, health_check_interval=0)
+    options.pop("fog_retry_attempts", None)
+    options.pop("fog_retry_backoff", None)
+    connection = connection_class(**options)
+    try:
+        # INFO, not CONFIG GET: managed Redis services often disable CONFIG.
+        connection.send_command("INFO", "memory")
+        reply = connection.read_response()
+    except (redis.TimeoutError, TimeoutError):
+        logger.debug("maxmemory-policy not read at startup: no answer in %g s", budget)
+        return None
+    except (redis.ConnectionError, OSError):
+        logger.debug("maxmemory-policy not read at startup: Redis unreachable or refused the login")
+        return None
+    except redis.RedisError:
+        logger.debug("maxmemory-policy not read at startup: INFO refused")
+        return None
+    finally:
+        connection.disconnect()
+    return parse_info(reply).get("maxmemory_policy")
+
+
+class _Credentials(NamedTuple):
+    """Where a request carries credentials: WSGI environ keys of headers,
+    cookie names, query parameter names."""
+
+    headers: tuple[str, ...]
+    cookies: tuple[str, ...]
+    query: tuple[str, ...]
+
 
 class _Vary:
-    """What, besides the path and the query string, tells entries apart."""
+    """What, besides the host, the path and the query string, tells entries
+    apart; and which requests the cache may answer at all."""
 
     def __init__(
-        self, headers: Iterable[str], identity: bool, key_func: Callable[[Request], str] | None
+        self,
+        headers: Iterable[str],
+        identity: bool,
+        key_func: Callable[[Request], str] | None,
+        public: bool = False,
+        query_params: frozenset[str] | None = None,
     ) -> None:
         self.headers = tuple(h.lower() for h in headers)
         self.identity = identity
         self.key_func = key_func
+        # The decorator said how answers differ per caller (or that they do
+        # not): requests with credentials may use the cache.
+        self.per_caller = public or identity or key_func is not None
+        self.query_params = query_params
+
+    def allows_query(self, req: Request) -> bool:
+        """Whether every query parameter of ``req`` is in the allowlist."""
+        if self.query_params is None or not req.query_string:
+            return True
+        return all(name in self.query_params for name in req.args)
 
     def digest(self, req: Request) -> str:
         # Query parameters sorted by name; repeated names keep their order,
@@ -407,7 +549,15 @@ class _Vary:
         query = ""
         if req.query_string:
             query = urlencode(sorted(req.args.items(multi=True), key=lambda item: item[0]))
-        parts = [req.path, query]
+        # Host and scheme: a view that builds absolute URLs answers each
+        # differently, and a forged Host header must not reach other callers.
+        # The header as sent (after any ProxyFix), not ``req.host``, whose
+        # checks cost as much as the rest of the key.
+        environ = req.environ
+        host = (
+            environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+        )
+        parts = [environ["wsgi.url_scheme"], host.lower(), req.path, query]
         parts += [f"{name}={req.headers.get(name, '')}" for name in self.headers]
         if self.identity:
             parts.append(f"sub={_identity()}")
@@ -487,13 +637,17 @@ def cached_view(
     _check("namespace", namespace)
 
     def decorator(view: View) -> View:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            # As Flask calls views: an ``async def`` view runs to completion.
+            return current_app.ensure_sync(view)(*args, **kwargs)
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             # The request itself, not the proxy: a hit reads it several times.
             req = request._get_current_object()  # type: ignore[attr-defined]
             if req.method not in ("GET", "HEAD"):
-                return view(*args, **kwargs)
-            return get_cache().serve(namespace, ttl, vary, lambda: view(*args, **kwargs), req)
+                return run(*args, **kwargs)
+            return get_cache().serve(namespace, ttl, vary, lambda: run(*args, **kwargs), req)
 
         return cast(View, wrapper)
 
@@ -501,8 +655,23 @@ def cached_view(
 
 
 def make_vary(
-    headers: Iterable[str], identity: bool, key_func: Callable[[Request], str] | None
+    headers: Iterable[str],
+    identity: bool,
+    key_func: Callable[[Request], str] | None,
+    public: bool = False,
+    query_params: Iterable[str] | None = None,
 ) -> _Vary:
+    """The decorator's options, checked: raises :class:`InvalidArgumentError`
+    for a query parameter name that is not a non-empty string."""
     if isinstance(headers, str):
         headers = (headers,)
-    return _Vary(headers, identity, key_func)
+    allowed = None
+    if query_params is not None:
+        names = (query_params,) if isinstance(query_params, str) else tuple(query_params)
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise InvalidArgumentError(
+                    f"query_params must be parameter names (non-empty strings), not {name!r}."
+                )
+        allowed = frozenset(names)
+    return _Vary(headers, identity, key_func, public, allowed)

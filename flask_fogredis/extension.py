@@ -185,6 +185,8 @@ class FogRedis:
         states[self.config_prefix] = state
         app.cli.add_command(fogredis_cli)
         self._warn_if_unsafe(app, state)
+        if state.revocations.auto_register:
+            state.cache.warn_if_it_can_fill(settings)
         self._hook_revocation(app, state)
 
     @staticmethod
@@ -395,20 +397,31 @@ class FogRedis:
         vary_on_headers: Iterable[str] = (),
         vary_on_identity: bool = False,
         key_func: Callable[[Request], str] | None = None,
+        public: bool = False,
+        query_params: Iterable[str] | None = None,
     ) -> Callable[[View], View]:
-        """Cache a Flask view's GET (and HEAD) responses with status 200.
+        """Cache a Flask view's GET (and HEAD) responses with status 200;
+        ``async def`` views too.
 
-        The key is the path plus the query string in canonical order, and
-        the named request headers, the JWT identity, or ``key_func(request)``
-        when asked. A hit costs one round trip and skips the view. Concurrent
-        misses compute the view once. Responses that set a cookie, say
-        ``Cache-Control: private`` or ``no-store``, read the session, or vary
-        on a header not named here are never stored. When Redis fails, the
-        view is computed and served.
+        The key is the scheme, host, path and the query string in canonical
+        order, and the named request headers, the JWT identity, or
+        ``key_func(request)`` when asked. A hit costs one round trip and
+        skips the view. Concurrent misses compute the view once. Responses
+        that set a cookie, say ``Cache-Control: private`` or ``no-store``,
+        read the session, or vary on a header not named here are never
+        stored. When Redis fails, the view is computed and served.
+
+        Requests with credentials (an Authorization header, a JWT or session
+        cookie) are computed and never stored (``X-Cache: BYPASS``) unless
+        ``vary_on_identity``, ``key_func`` or ``public=True`` says how answers
+        differ per caller. With ``query_params`` (parameter names), requests
+        with any other query parameter bypass the cache too. Raises
+        :class:`InvalidArgumentError` for a ``query_params`` entry that is
+        not a non-empty string.
         """
         if ttl is not None:
             # At decoration, not at the first request: a bad ttl is the
             # caller's mistake, and an error at import names it at once.
             argument_seconds("ttl", ttl)
-        vary = make_vary(vary_on_headers, vary_on_identity, key_func)
+        vary = make_vary(vary_on_headers, vary_on_identity, key_func, public, query_params)
         return cached_view(lambda: self.state().cache, namespace, ttl, vary)

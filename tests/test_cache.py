@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from flask import Flask, Response, make_response, request, session
+from flask import Flask, Response, make_response, request, session, url_for
 from flask_jwt_extended import JWTManager, create_access_token, jwt_required
 
-from flask_fogredis import CacheKeyError, CacheValueError, FogRedis
+from flask_fogredis import CacheKeyError, CacheValueError, FogRedis, InvalidArgumentError
 
 from .conftest import make_app
 from .jwt_helpers import SECRET_KEY, bearer
@@ -354,7 +355,7 @@ def test_warm_stores_fresh_results(cached_app: tuple[Flask, FogRedis, list[str]]
     hit = client.get("/items")
     assert hit.headers["X-Cache"] == "HIT"
     assert hit.json is not None and hit.json["n"] == 2
-    assert client.get("/items?page=2").headers["X-Cache"] == "HIT"
+    assert client.get("/items?page=2", base_url="http://example.com").headers["X-Cache"] == "HIT"
 
 
 def test_counters_per_namespace(cached_app: tuple[Flask, FogRedis, list[str]]) -> None:
@@ -369,3 +370,238 @@ def test_counters_per_namespace(cached_app: tuple[Flask, FogRedis, list[str]]) -
     assert stats["items"] == {"hits": 2, "misses": 1, "errors": 0}
     assert stats["lang"] == {"hits": 0, "misses": 1, "errors": 0}
     assert stats["other"] == {"hits": 0, "misses": 1, "errors": 0}
+
+
+# -- credentials: a shared cache never crosses users ---------------------
+
+
+def _jwt_cached_app(**config: Any) -> tuple[Flask, FogRedis, list[str]]:
+    """The README's pattern: a JWT-protected view with a cached answer."""
+    settings: dict[str, Any] = {
+        "REDIS_URL": "memory://",
+        "SECRET_KEY": "s" * 32,
+        "JWT_SECRET_KEY": SECRET_KEY,
+        "JWT_TOKEN_LOCATION": ["headers", "cookies"],
+        "JWT_COOKIE_CSRF_PROTECT": False,
+    }
+    app = make_app(**{**settings, **config})
+    JWTManager(app)
+    fog = FogRedis(app)
+    calls: list[str] = []
+
+    @app.get("/account")
+    @jwt_required()
+    @fog.cached("account", ttl=60)
+    def account() -> str:
+        from flask_jwt_extended import get_jwt_identity
+
+        calls.append("account")
+        return f"account of {get_jwt_identity()}"
+
+    @app.get("/news")
+    @fog.cached("news", ttl=60)
+    def news() -> str:
+        calls.append("news")
+        return "the same news for everyone"
+
+    return app, fog, calls
+
+
+def test_one_users_answer_is_never_served_to_another() -> None:
+    app, _, calls = _jwt_cached_app()
+    client = app.test_client()
+    with app.app_context():
+        alice, bob = create_access_token("alice"), create_access_token("bob")
+    first = client.get("/account", headers=bearer(alice))
+    second = client.get("/account", headers=bearer(bob))
+    assert (first.get_data(), second.get_data()) == (b"account of alice", b"account of bob")
+    assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("BYPASS", "BYPASS")
+    assert calls == ["account", "account"]
+
+
+def test_a_jwt_cookie_bypasses_the_cache() -> None:
+    app, _, calls = _jwt_cached_app()
+    client = app.test_client()
+    with app.app_context():
+        alice, bob = create_access_token("alice"), create_access_token("bob")
+    client.set_cookie("access_token_cookie", alice)
+    assert client.get("/account").get_data() == b"account of alice"
+    client.set_cookie("access_token_cookie", bob)
+    second = client.get("/account")
+    assert (second.get_data(), second.headers["X-Cache"]) == (b"account of bob", "BYPASS")
+    assert calls == ["account", "account"]
+
+
+@pytest.mark.parametrize(
+    ("config", "credential"),
+    [
+        ({}, {"headers": {"Authorization": "Basic YWxpY2U6cHc="}}),
+        ({}, {"cookie": ("access_token_cookie", "x")}),
+        ({}, {"cookie": ("refresh_token_cookie", "x")}),
+        ({"JWT_ACCESS_COOKIE_NAME": "jwt_in"}, {"cookie": ("jwt_in", "x")}),
+        ({}, {"cookie": ("session", "x")}),
+        ({"SESSION_COOKIE_NAME": "sid"}, {"cookie": ("sid", "x")}),
+        ({"JWT_HEADER_NAME": "X-Token"}, {"headers": {"X-Token": "Bearer x"}}),
+    ],
+)
+def test_requests_with_credentials_are_neither_served_nor_stored(
+    config: dict[str, Any], credential: dict[str, Any]
+) -> None:
+    app, _, calls = _jwt_cached_app(**config)
+    anonymous, personal = app.test_client(), app.test_client()
+    if "cookie" in credential:
+        personal.set_cookie(*credential["cookie"])
+    headers = credential.get("headers", {})
+    assert anonymous.get("/news").headers["X-Cache"] == "MISS"
+    # An entry exists, but a caller with credentials is not given it...
+    assert personal.get("/news", headers=headers).headers["X-Cache"] == "BYPASS"
+    with app.app_context():
+        fog = app.extensions["fogredis"]["REDIS"]
+        fog.cache.clear_namespace("news")
+    # ...nor does its answer become one.
+    assert personal.get("/news", headers=headers).headers["X-Cache"] == "BYPASS"
+    assert anonymous.get("/news").headers["X-Cache"] == "MISS"
+    assert anonymous.get("/news").headers["X-Cache"] == "HIT"
+    assert calls == ["news"] * 4
+
+
+def test_other_cookies_do_not_bypass_the_cache() -> None:
+    app, _, calls = _jwt_cached_app()
+    client = app.test_client()
+    client.set_cookie("theme", "dark")
+    client.set_cookie("last_session_theme", "light")  # a credential cookie's name inside
+    assert client.get("/news").headers["X-Cache"] == "MISS"
+    assert client.get("/news").headers["X-Cache"] == "HIT"
+    assert calls == ["news"]
+
+
+def test_a_token_in_the_query_string_bypasses_the_cache() -> None:
+    app, _, calls = _jwt_cached_app(JWT_TOKEN_LOCATION=["headers", "query_string"])
+    client = app.test_client()
+    assert client.get("/news?jwt=x").headers["X-Cache"] == "BYPASS"
+    assert client.get("/news?jwt=x").headers["X-Cache"] == "BYPASS"
+    assert calls == ["news", "news"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"public": True},
+        {"vary_on_identity": True},
+        {"key_func": lambda req: "everyone"},
+    ],
+    ids=["public", "vary_on_identity", "key_func"],
+)
+def test_the_decorator_can_say_how_answers_differ_per_caller(options: dict[str, Any]) -> None:
+    app = make_app(REDIS_URL="memory://", JWT_SECRET_KEY=SECRET_KEY)
+    JWTManager(app)
+    fog = FogRedis(app)
+    calls: list[str] = []
+
+    @app.get("/catalogue")
+    @fog.cached("catalogue", **options)
+    def catalogue() -> str:
+        calls.append("catalogue")
+        return "catalogue"
+
+    client = app.test_client()
+    with app.app_context():
+        alice = create_access_token("alice")
+    assert client.get("/catalogue", headers=bearer(alice)).headers["X-Cache"] == "MISS"
+    assert client.get("/catalogue", headers=bearer(alice)).headers["X-Cache"] == "HIT"
+    assert calls == ["catalogue"]
+
+
+# -- host and scheme ---------------------------------------------------------
+
+
+def test_absolute_urls_cannot_be_poisoned_through_the_host_header() -> None:
+    app = make_app(REDIS_URL="memory://")
+    fog = FogRedis(app)
+
+    @app.get("/links")
+    @fog.cached("links", ttl=60)
+    def links() -> str:
+        return url_for("links", _external=True)
+
+    client = app.test_client()
+    evil = client.get("/links", headers={"Host": "evil.example"})
+    assert evil.get_data() == b"http://evil.example/links"
+    honest = client.get("/links", headers={"Host": "shop.example"})
+    assert (honest.headers["X-Cache"], honest.get_data()) == ("MISS", b"http://shop.example/links")
+    secure = client.get("/links", headers={"Host": "shop.example"}, base_url="https://x")
+    assert secure.get_data() == b"https://shop.example/links"
+    again = client.get("/links", headers={"Host": "SHOP.example"})
+    assert (again.headers["X-Cache"], again.get_data()) == ("HIT", b"http://shop.example/links")
+
+
+def test_warming_a_full_url_fills_that_hosts_entry(
+    cached_app: tuple[Flask, FogRedis, list[str]],
+) -> None:
+    app, fog, calls = cached_app
+    fog.cache_warm(["https://shop.example/items?page=3", "/items"])
+    client = app.test_client()
+    assert client.get("/items?page=3", base_url="https://shop.example").headers["X-Cache"] == "HIT"
+    assert client.get("/items?page=3").headers["X-Cache"] == "MISS"
+    assert client.get("/items").headers["X-Cache"] == "HIT"
+    assert len(calls) == 3
+
+
+# -- query parameters --------------------------------------------------------
+
+
+def test_only_the_allowed_query_parameters_are_cached() -> None:
+    app = make_app(REDIS_URL="memory://")
+    fog = FogRedis(app)
+    calls: list[str] = []
+
+    @app.get("/list")
+    @fog.cached("list", ttl=60, query_params=["page", "size"])
+    def listing() -> str:
+        calls.append(request.query_string.decode())
+        return request.query_string.decode()
+
+    client = app.test_client()
+    assert client.get("/list").headers["X-Cache"] == "MISS"
+    assert client.get("/list").headers["X-Cache"] == "HIT"
+    assert client.get("/list?page=2&size=5").headers["X-Cache"] == "MISS"
+    assert client.get("/list?size=5&page=2").headers["X-Cache"] == "HIT"
+    for busting in ("/list?page=2&x=1", "/list?utm_source=mail", "/list?nocache"):
+        response = client.get(busting)
+        assert (response.status_code, response.headers["X-Cache"]) == (200, "BYPASS")
+        assert client.get(busting).headers["X-Cache"] == "BYPASS"
+    assert len(calls) == 2 + 6
+    with app.app_context():
+        assert len(fog.client.keys("fog:cache:4:list:v:*")) == 2
+
+
+def test_query_params_must_be_names() -> None:
+    app = make_app(REDIS_URL="memory://")
+    fog = FogRedis(app)
+    with pytest.raises(InvalidArgumentError, match="query_params"):
+        fog.cached("list", query_params=["page", 3])  # type: ignore[list-item]
+
+
+# -- async views ------------------------------------------------------------
+
+
+def test_async_views_are_cached_like_any_other() -> None:
+    app, fog, calls = _jwt_cached_app()
+
+    @app.get("/async")
+    @fog.cached("async", ttl=60)
+    async def slow() -> str:
+        calls.append("async")
+        await asyncio.sleep(0)
+        return "computed asynchronously"
+
+    client = app.test_client()
+    first, second = client.get("/async"), client.get("/async")
+    assert (first.status_code, first.headers["X-Cache"]) == (200, "MISS")
+    assert (second.get_data(), second.headers["X-Cache"]) == (b"computed asynchronously", "HIT")
+    with app.app_context():
+        alice = create_access_token("alice")
+    personal = client.get("/async", headers=bearer(alice))
+    assert (personal.status_code, personal.headers["X-Cache"]) == (200, "BYPASS")
+    assert client.post("/async").status_code == 405
+    assert calls == ["async", "async"]

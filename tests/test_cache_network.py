@@ -8,14 +8,15 @@ import time
 from typing import Any
 
 import pytest
-from flask import Flask
+import redis
+from flask import Flask, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flask_fogredis import FogRedis
 
 from .conftest import ServerFactory, make_app
-from .servers import RedisServer
+from .servers import RedisServer, free_port
 
 
 def _slow_app(url: str, seconds: float, **config: Any) -> tuple[Flask, FogRedis, list[int]]:
@@ -277,3 +278,77 @@ def test_a_clear_during_a_computation_is_not_undone_by_it(redis_server: RedisSer
     first.join(5)
     response = app.test_client().get("/report")
     assert (response.headers["X-Cache"], response.get_data()) == ("MISS", b"read after the write")
+
+
+def _fill(server: RedisServer) -> None:
+    """Write until the server refuses with OOM (it runs with a tiny
+    maxmemory and noeviction)."""
+    admin = server.admin()
+    for n in range(10_000):
+        try:
+            admin.set(f"filler:{n}", "x" * 10_000)
+        except redis.exceptions.OutOfMemoryError:
+            return
+    raise AssertionError("the server never filled")
+
+
+def test_a_full_redis_does_not_fail_cached_views(
+    redis_factory: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = redis_factory("--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
+    app = make_app(REDIS_URL=server.url)
+    fog = FogRedis(app)
+    calls: list[str] = []
+
+    @app.get("/report")
+    @fog.cached("reports", ttl=60)
+    def report() -> str:
+        calls.append(request.query_string.decode())
+        return "report"
+
+    client = app.test_client()
+    _fill(server)
+    with caplog.at_level(logging.WARNING, logger="flask_fogredis"):
+        for n in range(3):
+            response = client.get(f"/report?page={n}")
+            assert (response.status_code, response.get_data()) == (200, b"report")
+            assert response.headers["X-Cache"] == "MISS"
+        with app.app_context():
+            assert fog.cache_set("reports", "k", "v") is False
+            assert fog.state().stats.cache()["reports"]["errors"] >= 3
+    assert len(calls) == 3
+    failures = [r.getMessage() for r in caplog.records if "serving without it" in r.getMessage()]
+    assert failures != [] and all("OutOfMemoryError" in text for text in failures)
+
+
+def test_startup_warns_when_the_cache_shares_a_noeviction_redis(
+    redis_factory: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = redis_factory("--maxmemory-policy", "noeviction")
+    evicting = redis_factory("--maxmemory-policy", "allkeys-lru")
+
+    def warnings(**config: Any) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="flask_fogredis"):
+            FogRedis(make_app(**config))
+        return [r.getMessage() for r in caplog.records if "REDIS_CACHE_URL" in r.getMessage()]
+
+    (message,) = warnings(REDIS_URL=shared.url)
+    assert "noeviction" in message and "revocation" in message
+    assert warnings(REDIS_URL=shared.url, REDIS_CACHE_URL=shared.url) != []
+    assert warnings(REDIS_URL=shared.url, REDIS_CACHE_URL=evicting.url) == []
+    assert warnings(REDIS_URL=shared.url, REDIS_JWT_BLOCKLIST=False) == []
+    assert warnings(REDIS_URL="memory://") == []
+
+
+def test_the_startup_check_waits_little_for_a_redis_that_is_down(
+    silent_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_fogredis"):
+        start = time.monotonic()
+        FogRedis(make_app(REDIS_URL=f"redis://127.0.0.1:{silent_port}/0"))
+        silent = time.monotonic() - start
+        FogRedis(make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))
+    # The pool would wait its 5 s socket timeout; the check gives up sooner.
+    assert silent < 2
+    assert not any("REDIS_CACHE_URL" in r.getMessage() for r in caplog.records)

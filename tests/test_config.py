@@ -13,6 +13,7 @@ from flask_fogredis import ConfigurationError, FogRedis, FogRedisError, NotIniti
 from flask_fogredis.config import OPTIONS, mask_url
 
 from .conftest import make_app
+from .servers import free_port
 
 SECRET = "s3cr3t-p4ss"
 
@@ -221,11 +222,14 @@ def test_missing_password_warns_in_production(caplog: pytest.LogCaptureFixture) 
 
 
 def test_password_present_or_testing_does_not_warn(caplog: pytest.LogCaptureFixture) -> None:
+    # A port nothing listens on: init_app reads a reachable Redis's
+    # maxmemory-policy, and a local one could warn about that.
+    port = free_port()
     prod = Flask("prod")
-    prod.config["REDIS_URL"] = f"redis://:{SECRET}@localhost:6379/0"
+    prod.config["REDIS_URL"] = f"redis://:{SECRET}@localhost:{port}/0"
     with caplog.at_level(logging.WARNING, logger="flask_fogredis"):
         FogRedis(prod)
-        FogRedis(make_app(REDIS_URL="redis://localhost:6379/0"))
+        FogRedis(make_app(REDIS_URL=f"redis://localhost:{port}/0"))
     assert caplog.text == ""
 
 
