@@ -1,6 +1,7 @@
 # `make run`: the example app under gunicorn (embedded store unless REDIS_URL is set),
 # in debug mode: known demo credentials and a random JWT key, on loopback only.
-# `make test`: installs everything, then lint, types and the whole test suite.
+# `make test`: installs everything, then lint, types, the docs and the whole test suite.
+# `make docs`: the documentation site, warnings as errors, into docs/_build/html.
 # `make peer-tests`: flask-jwt-extended's own test suite with FogRedis on every app it builds.
 # `make bench`: measures us against the peers (README, "Benchmarks"), in a venv of its own.
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_VENV ?= .venv-bench
 
-.PHONY: run test lint types pytest test-redis5 peer-tests install bench clean
+.PHONY: run test lint types docs pytest test-redis5 peer-tests install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +28,7 @@ run: install
 
 test: install
 	./scripts/ensure-redis-server
-	$(MAKE) --no-print-directory lint types pytest
+	$(MAKE) --no-print-directory lint types docs pytest
 
 lint:
 	$(BIN)/ruff check .
@@ -35,6 +36,13 @@ lint:
 
 types:
 	$(BIN)/mypy
+
+# -E: read every page again, so that an unchanged page's warnings still fail the build.
+docs: $(BIN)/sphinx-build
+	$(BIN)/sphinx-build -E -W --keep-going -b html docs docs/_build/html
+
+$(BIN)/sphinx-build: $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[dev]"
 
 pytest:
 	$(BIN)/python -m pytest --cov --cov-report=term
@@ -63,4 +71,4 @@ bench: $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) bench/results .venv-redis5 .mypy_cache .pytest_cache .ruff_cache .coverage*
+	rm -rf $(VENV) $(BENCH_VENV) bench/results docs/_build docs/_generated .venv-redis5 .mypy_cache .pytest_cache .ruff_cache .coverage*
