@@ -23,6 +23,7 @@ from redis.connection import (
 
 from .config import Settings, Target
 from .errors import ConfigurationError, FogRedisError, RedisCommandError, RedisUnavailableError
+from .forking import renew_locks_after_fork
 
 _BACKOFF_CAP = 1.0
 
@@ -209,18 +210,25 @@ def build_pool(
     a pool of connections to the current master; Cluster has a pool per node
     (see :func:`topology.build_client`)."""
     connection_class, options = node_options(settings)
+    pool: BlockingConnectionPool
     if settings.target.is_sentinel:
         from .sentinel import build_sentinel_pool
 
-        return build_sentinel_pool(settings, options, observe)
-    return BlockingConnectionPool(
-        max_connections=settings.pool_size,
-        timeout=settings.pool_timeout,
-        connection_class=connection_class,
-        # redis-py makes a new queue after a fork by calling queue_class(size).
-        queue_class=partial(PoolQueue, observe=observe),
-        **options,
-    )
+        pool = build_sentinel_pool(settings, options, observe)
+    else:
+        pool = BlockingConnectionPool(
+            max_connections=settings.pool_size,
+            timeout=settings.pool_timeout,
+            connection_class=connection_class,
+            # redis-py makes a new queue after a fork by calling queue_class(size).
+            queue_class=partial(PoolQueue, observe=observe),
+            **options,
+        )
+    # The lock redis-py takes to reset the pool in a forked child: one made
+    # before gevent patched the worker lets every greenlet in at once (an
+    # OS RLock) or blocks them all (an OS Lock, before redis-py 6).
+    renew_locks_after_fork(pool, "_fork_lock")
+    return pool
 
 
 def pool_stats(pool: BlockingConnectionPool) -> dict[str, int]:

@@ -21,21 +21,27 @@ import threading
 import weakref
 from typing import Any
 
-_owners: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+# Weak references, not a WeakKeyDictionary: owners need not be hashable.
+_owners: list[tuple[weakref.ref[Any], tuple[str, ...]]] = []
 _watching_gevent = False
 
 
 def renew_locks_after_fork(owner: object, *names: str) -> None:
     """In a forked child, and after gevent patches ``threading``, replace
     ``owner``'s lock attributes ``names``."""
-    _owners[owner] = (*_owners.get(owner, ()), *names)
+    _owners.append((weakref.ref(owner), names))
     _watch_gevent()
 
 
 def _renew_all() -> None:
-    for owner, names in list(_owners.items()):
-        for name in names:
-            setattr(owner, name, threading.Lock())
+    alive = []
+    for ref, names in _owners:
+        owner = ref()
+        if owner is not None:
+            alive.append((ref, names))
+            for name in names:
+                setattr(owner, name, threading.Lock())
+    _owners[:] = alive
 
 
 def _watch_gevent() -> None:

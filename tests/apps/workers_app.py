@@ -7,10 +7,11 @@ keep it busy so that other requests must wait for one.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from flask import Flask, Response
-from flask_jwt_extended import JWTManager, create_access_token, jwt_required
+from flask_jwt_extended import JWTManager, create_access_token, get_jwt, jwt_required
 
 from flask_fogredis import FogRedis
 from flask_fogredis.errors import FogRedisError
@@ -23,6 +24,8 @@ app.config.update(
     REDIS_POOL_SIZE=int(os.environ.get("REDIS_POOL_SIZE", "4")),
     REDIS_POOL_TIMEOUT=float(os.environ.get("REDIS_POOL_TIMEOUT", "10")),
     REDIS_NEAR_CACHE=os.environ.get("REDIS_NEAR_CACHE", "false"),
+    # Longer than any hold.
+    REDIS_SOCKET_TIMEOUT=10.0,
     JWT_SECRET_KEY=SECRET_KEY,
 )
 fog = FogRedis(app)
@@ -44,7 +47,7 @@ def plain(name: str) -> dict[str, Any]:
 @app.get("/cached")
 @fog.cached("workers", 60)
 def cached() -> dict[str, Any]:
-    return {"count": fog.client.incr("cached-count")}
+    return {"at": time.time()}
 
 
 @app.get("/token/<user>")
@@ -56,6 +59,12 @@ def token(user: str) -> dict[str, str]:
 @jwt_required()
 def protected() -> dict[str, str]:
     return {"ok": "yes"}
+
+
+@app.post("/revoke")
+@jwt_required()
+def revoke() -> dict[str, bool]:
+    return {"revoked": fog.revoke_token(get_jwt())}
 
 
 @app.get("/hold/<float:seconds>")
