@@ -197,7 +197,8 @@ class PoolQueue:
             if len(self.queue) >= self.maxsize:
                 raise Full
             self.queue.append(item)
-            self._returned.notify()
+            if self.waiting:
+                self._returned.notify()
         if self._observe is not None:
             self._observe(self)
 
