@@ -189,7 +189,15 @@ def test_waiters_get_the_pool_timeout_error(
 def test_health_answers_within_its_bound_under_preloaded_gevent(
     near: str, redis_server: RedisServer, tmp_path: Path, served: list[Gunicorn]
 ) -> None:
-    server = _serve("gevent", redis_server, tmp_path, "--preload", REDIS_NEAR_CACHE=near)
+    # Every request asks for a fresh check: more of them meet one in flight.
+    server = _serve(
+        "gevent",
+        redis_server,
+        tmp_path,
+        "--preload",
+        REDIS_NEAR_CACHE=near,
+        REDIS_HEALTH_CACHE_SECONDS="0",
+    )
     served.append(server)
     if near == "on":
         # Starts the near cache's listener in the worker.
@@ -197,5 +205,6 @@ def test_health_answers_within_its_bound_under_preloaded_gevent(
         assert status == 200
     # REDIS_HEALTH_TIMEOUT is 1 s; the client waits a little longer than that
     # for each answer, for a busy test machine.
-    answers = _load(server, [("GET", "/health/redis", {})] * 50, timeout=3.0)
-    assert _statuses(answers) == {200: 50}
+    for _ in range(3):
+        answers = _load(server, [("GET", "/health/redis", {})] * 50, timeout=3.0)
+        assert _statuses(answers) == {200: 50}

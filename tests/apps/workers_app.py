@@ -24,6 +24,7 @@ app.config.update(
     REDIS_POOL_SIZE=int(os.environ.get("REDIS_POOL_SIZE", "4")),
     REDIS_POOL_TIMEOUT=float(os.environ.get("REDIS_POOL_TIMEOUT", "10")),
     REDIS_NEAR_CACHE=os.environ.get("REDIS_NEAR_CACHE", "false"),
+    REDIS_HEALTH_CACHE_SECONDS=float(os.environ.get("REDIS_HEALTH_CACHE_SECONDS", "1")),
     # Longer than any hold.
     REDIS_SOCKET_TIMEOUT=10.0,
     JWT_SECRET_KEY=SECRET_KEY,
