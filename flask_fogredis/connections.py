@@ -8,9 +8,9 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from queue import Empty, LifoQueue
+from queue import Empty, Full
 from types import TracebackType
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import redis
 from redis.connection import (
@@ -23,6 +23,7 @@ from redis.connection import (
 
 from .config import Settings, Target
 from .errors import ConfigurationError, FogRedisError, RedisCommandError, RedisUnavailableError
+from .forking import renew_locks_after_fork
 
 _BACKOFF_CAP = 1.0
 
@@ -142,44 +143,64 @@ def node_options(settings: Settings) -> tuple[type[AbstractConnection], dict[str
     return (FogSSLConnection if target.tls else FogConnection), options
 
 
-class PoolQueue(LifoQueue[Optional[AbstractConnection]]):
-    """The blocking pool's free slots, counting the callers waiting for one.
+class PoolQueue:
+    """The blocking pool's free slots, last returned first out, counting the
+    callers waiting for one.
 
-    A caller that finds a slot free never counts as waiting, so the common
-    path costs one extra non-blocking ``get``. ``observe``, when given, is
+    It provides what redis-py's ``BlockingConnectionPool`` asks of its
+    ``queue_class`` (``get``, ``put_nowait``, and the slots as ``queue``),
+    on a lock and a condition of :mod:`threading` as it is when the queue
+    is made: gevent's, under a gevent worker (redis-py makes a new queue in
+    every forked child). Nothing here depends on the :mod:`queue` module's
+    internals, which gevent replaces. A caller that finds a slot free takes
+    the lock once and never counts as waiting. ``observe``, when given, is
     called after every take and return (the shared metrics use it).
     """
 
     def __init__(self, maxsize: int, observe: Callable[[PoolQueue], None] | None = None) -> None:
-        super().__init__(maxsize)
+        self.maxsize = maxsize
+        # A list, not a deque: redis-py iterates it while others take and
+        # return slots.
+        self.queue: list[AbstractConnection | None] = []
         self.waiting = 0
         self._observe = observe
+        self._lock = threading.Lock()
+        self._returned = threading.Condition(self._lock)
+
+    def qsize(self) -> int:
+        """Free slots now."""
+        return len(self.queue)
 
     def get(self, block: bool = True, timeout: float | None = None) -> AbstractConnection | None:
-        try:
-            item = super().get(block=False)
-        except Empty:
-            if not block:
-                raise
-            self._count_waiter(1)
-            try:
-                item = super().get(block=True, timeout=timeout)
-            finally:
-                self._count_waiter(-1)
+        """Take the slot returned last; without one, wait up to ``timeout``
+        seconds (None: for ever) if ``block``. Raises :class:`queue.Empty`
+        when none is free in time."""
+        with self._lock:
+            if not self.queue:
+                if not block:
+                    raise Empty
+                self.waiting += 1
+                try:
+                    if not self._returned.wait_for(lambda: self.queue, timeout):
+                        raise Empty
+                finally:
+                    self.waiting -= 1
+            item = self.queue.pop()
         if self._observe is not None:
             self._observe(self)
         return item
 
-    def put(
-        self, item: AbstractConnection | None, block: bool = True, timeout: float | None = None
-    ) -> None:
-        super().put(item, block, timeout)
+    def put_nowait(self, item: AbstractConnection | None) -> None:
+        """Return a slot, waking one waiter. Raises :class:`queue.Full` when
+        every slot is already free."""
+        with self._lock:
+            if len(self.queue) >= self.maxsize:
+                raise Full
+            self.queue.append(item)
+            if self.waiting:
+                self._returned.notify()
         if self._observe is not None:
             self._observe(self)
-
-    def _count_waiter(self, change: int) -> None:
-        with self.mutex:
-            self.waiting += change
 
 
 def build_pool(
@@ -190,18 +211,25 @@ def build_pool(
     a pool of connections to the current master; Cluster has a pool per node
     (see :func:`topology.build_client`)."""
     connection_class, options = node_options(settings)
+    pool: BlockingConnectionPool
     if settings.target.is_sentinel:
         from .sentinel import build_sentinel_pool
 
-        return build_sentinel_pool(settings, options, observe)
-    return BlockingConnectionPool(
-        max_connections=settings.pool_size,
-        timeout=settings.pool_timeout,
-        connection_class=connection_class,
-        # redis-py makes a new queue after a fork by calling queue_class(size).
-        queue_class=partial(PoolQueue, observe=observe),
-        **options,
-    )
+        pool = build_sentinel_pool(settings, options, observe)
+    else:
+        pool = BlockingConnectionPool(
+            max_connections=settings.pool_size,
+            timeout=settings.pool_timeout,
+            connection_class=connection_class,
+            # redis-py makes a new queue after a fork by calling queue_class(size).
+            queue_class=partial(PoolQueue, observe=observe),
+            **options,
+        )
+    # The lock redis-py takes to reset the pool in a forked child: one made
+    # before gevent patched the worker lets every greenlet in at once (an
+    # OS RLock) or blocks them all (an OS Lock, before redis-py 6).
+    renew_locks_after_fork(pool, "_fork_lock")
+    return pool
 
 
 def pool_stats(pool: BlockingConnectionPool) -> dict[str, int]:

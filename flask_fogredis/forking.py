@@ -1,26 +1,75 @@
-"""Locks that survive gunicorn's fork.
+"""Locks that survive gunicorn's fork, and gevent's monkey-patching after it.
 
 A lock held by another thread at the moment of ``fork()`` stays held forever
 in the child, where that thread does not exist: the first worker request to
 take it would hang. Objects that threads share give their locks here to be
 replaced by fresh ones in every child.
+
+Under ``gunicorn --preload -k gevent`` the worker patches ``threading`` only
+after the fork, so a lock made before then (when the app was built, or by the
+fork hook itself) is an OS lock. A greenlet that waits for it while another
+greenlet holds it across a network wait blocks the whole worker, the holder
+included. So the same locks are made again once gevent has patched
+``threading``, before the worker serves anything.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
+from typing import Any
+
+# Weak references, not a WeakKeyDictionary: owners need not be hashable.
+_owners: list[tuple[weakref.ref[Any], tuple[str, ...]]] = []
+_watching_gevent = False
 
 
 def renew_locks_after_fork(owner: object, *names: str) -> None:
-    """In a forked child, replace ``owner``'s lock attributes ``names``."""
-    ref = weakref.ref(owner)
+    """In a forked child, and after gevent patches ``threading``, replace
+    ``owner``'s lock attributes ``names``."""
+    _owners.append((weakref.ref(owner), names))
+    _watch_gevent()
 
-    def renew() -> None:
-        target = ref()
-        if target is not None:
+
+def _renew_all() -> None:
+    alive = []
+    for ref, names in _owners:
+        owner = ref()
+        if owner is not None:
+            alive.append((ref, names))
             for name in names:
-                setattr(target, name, threading.Lock())
+                setattr(owner, name, threading.Lock())
+    _owners[:] = alive
 
-    os.register_at_fork(after_in_child=renew)
+
+def _watch_gevent() -> None:
+    """Hear of gevent's patching of ``threading``, once gevent is loaded (a
+    gevent worker class loads it before the app is preloaded)."""
+    global _watching_gevent
+    if _watching_gevent or "gevent" not in sys.modules:
+        return
+    from gevent import events
+
+    events.subscribers.append(_on_gevent_event)
+    _watching_gevent = True
+
+
+def _on_gevent_event(event: object) -> None:
+    from gevent import events
+
+    # Patching ``_thread`` already changes what ``threading.Lock`` makes.
+    if isinstance(event, events.GeventDidPatchModuleEvent) and event.module_name in (
+        "thread",
+        "threading",
+    ):
+        _renew_all()
+
+
+def _after_fork_in_child() -> None:
+    _renew_all()
+    _watch_gevent()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

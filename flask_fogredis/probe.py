@@ -33,6 +33,7 @@ from redis.connection import AbstractConnection
 
 from .config import Settings
 from .connections import connection_options, pool_stats
+from .forking import renew_locks_after_fork
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -90,6 +91,7 @@ class HealthProbe:
         self.collect_info = collect_info
         self.on_result = on_result
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")
         self._flight: _Flight | None = None
         self._connection: AbstractConnection | None = None
         self._last: PingResult | None = None
@@ -163,7 +165,6 @@ class HealthProbe:
     def _after_fork(self) -> None:
         # The parent's thread and socket are not the child's: forget them
         # (redis-py never shuts down a socket opened by another process).
-        self._lock = threading.Lock()
         self._flight = None
         self._connection = None
 

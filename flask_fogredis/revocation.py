@@ -289,11 +289,13 @@ class Revocations:
         """Once per process: warn (or, strict, raise) if Redis may evict."""
         if self._policy_checked:
             return
+        # Read outside the lock: callers that find the pool busy must each get
+        # the pool's timeout, not wait in line for one another's.
+        with translated(self._settings):
+            policy = self._read_policy()
         with self._policy_lock:
             if self._policy_checked:
                 return
-            with translated(self._settings):
-                policy = self._read_policy()
             self._policy_checked = True
         if policy is None or policy in _SAFE_POLICIES:
             return
