@@ -248,6 +248,32 @@ def test_cache_entries_views_and_clearing(topology: Topology) -> None:
     assert calls == [0, 1, 2, 3, 4, 1]
 
 
+def test_a_clear_during_a_computation_is_not_undone_by_it(topology: Topology) -> None:
+    app, fog = topology.app()
+    computing, finish = threading.Event(), threading.Event()
+    answers = iter(["read before the write", "read after the write"])
+    namespace = f"cleared-{topology.kind}"
+
+    @app.get("/report")
+    @fog.cached(namespace, ttl=60)
+    def report() -> str:
+        answer = next(answers)
+        computing.set()
+        finish.wait(5)
+        return answer
+
+    first = threading.Thread(target=app.test_client().get, args=("/report",))
+    first.start()
+    computing.wait(5)
+    with app.app_context():
+        fog.cache_clear_namespace(namespace)  # the data changed meanwhile
+    finish.set()
+    first.join(5)
+    response = app.test_client().get("/report")
+    assert (response.headers["X-Cache"], response.get_data()) == ("MISS", b"read after the write")
+    assert app.test_client().get("/report").headers["X-Cache"] == "HIT"
+
+
 def test_stampede_lock(topology: Topology) -> None:
     app, fog = topology.app(REDIS_POOL_SIZE=20)
     calls: list[int] = []
