@@ -35,7 +35,7 @@ from redis.cluster import RedisCluster
 
 from .config import EXTENSION_KEY, Settings, to_bool, to_int, to_seconds
 from .connections import translated
-from .errors import ConfigurationError, RedisUnavailableError, TokenError
+from .errors import ConfigurationError, FogRedisError, RedisUnavailableError, TokenError
 from .forking import renew_locks_after_fork
 from .logs import RateLimitedLog
 from .topology import slot_tag, write_acknowledged
@@ -49,6 +49,9 @@ logger = logging.getLogger("flask_fogredis")
 JWT_EXTENSION_KEY = "flask-jwt-extended"
 # Policies that let Redis drop keys with (volatile-*) or without a TTL.
 _SAFE_POLICIES = ("noeviction",)
+
+# Seconds before a maxmemory-policy that could not be read is read again.
+_POLICY_RETRY = 30
 
 # How long a revocation waits to see its own invalidation go out.
 _INVALIDATION_WAIT = 0.1
@@ -93,6 +96,7 @@ class Revocations:
         self._jti_prefix = f"{settings.key_prefix}:jwt:jti:"
         self._sub_prefix = f"{settings.key_prefix}:jwt:sub:"
         self._policy_checked = False
+        self._policy_retry_at = 0.0
         self._policy_lock = threading.Lock()
         renew_locks_after_fork(self, "_policy_lock")
         self._outage_log = RateLimitedLog(logger, interval=30.0)
@@ -233,15 +237,37 @@ class Revocations:
         return list(values)
 
     def check_eviction_policy(self) -> None:
-        """Once per process: warn (or, strict, raise) if Redis may evict."""
-        if self._policy_checked:
+        """Once per process: warn (or, strict, raise) if Redis may evict.
+
+        A policy that cannot be read (a shard down) blocks nothing unless
+        strict mode asks for it (then it raises :class:`RedisUnavailableError`):
+        it is logged, and read again after ``_POLICY_RETRY`` seconds."""
+        if self._policy_checked or time.monotonic() < self._policy_retry_at:
             return
-        with self._policy_lock:
+        # Outside strict mode the check only warns: a request does not wait
+        # for another thread's check.
+        if not self._policy_lock.acquire(blocking=self.strict_eviction):
+            return
+        try:
             if self._policy_checked:
                 return
-            with translated(self._settings):
-                policy = self._read_policy()
+            try:
+                with translated(self._settings):
+                    policy = self._read_policy()
+            except FogRedisError as exc:
+                if self.strict_eviction:
+                    raise
+                self._policy_retry_at = time.monotonic() + _POLICY_RETRY
+                self._outage_log.warning(
+                    "eviction-policy",
+                    "Cannot read maxmemory-policy now (%s); reading it again in %d s",
+                    exc,
+                    _POLICY_RETRY,
+                )
+                return
             self._policy_checked = True
+        finally:
+            self._policy_lock.release()
         if policy is None or policy in _SAFE_POLICIES:
             return
         message = (

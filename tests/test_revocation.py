@@ -14,6 +14,7 @@ from typing import Any
 
 import jwt as pyjwt
 import pytest
+import redis
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
 
 from flask_fogredis import FogRedis, TokenError
@@ -318,3 +319,30 @@ def test_revoking_twice_says_it_was_already_revoked() -> None:
         token = create_access_token("alice")
         assert fog.revoke_token(token) is True
         assert fog.revoke_token(token) is False
+
+
+def test_an_unreadable_eviction_policy_is_read_again_later(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flask_fogredis import revocation
+
+    replies: list[Any] = [redis.ConnectionError("a shard is down"), "allkeys-lru"]
+
+    def read_policy(self: Any) -> str | None:
+        reply = replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return str(reply)
+
+    monkeypatch.setattr(revocation.Revocations, "_read_policy", read_policy)
+    monkeypatch.setattr(revocation, "_POLICY_RETRY", 0)
+    app, _, _ = jwt_app()
+    client = app.test_client()
+    with app.app_context():
+        token = create_access_token("alice")
+    with caplog.at_level(logging.WARNING, logger="flask_fogredis"):
+        assert client.get("/protected", headers=bearer(token)).status_code == 200
+        assert "Cannot read maxmemory-policy now" in caplog.text
+        assert client.get("/protected", headers=bearer(token)).status_code == 200
+    assert replies == []  # read again, and found
+    assert "allkeys-lru" in caplog.text

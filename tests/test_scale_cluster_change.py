@@ -302,10 +302,20 @@ def test_a_primary_killed(cluster_set: ClusterSet) -> None:
     apps = _apps(cluster_set)
     _fill(apps[0][1], apps[0][0])
     victim = cluster_set.primary_of("{user-0-1}")
+    # Workers that start while a shard is down; their users live elsewhere.
+    healthy = next(f"h{n}" for n in range(1000) if cluster_set.primary_of(f"{{h{n}}}") != victim)
+    lenient, _, _ = jwt_app(cluster_set.url())
+    strict, _, _ = jwt_app(cluster_set.url(), REDIS_JWT_STRICT_EVICTION=True)
+    with lenient.app_context():
+        token = create_access_token(healthy)
     with Revoker(apps) as revoker:
         time.sleep(0.5)
         trigger = time.monotonic()
         victim.kill()
+        # The eviction-policy check cannot read every primary: only strict
+        # mode refuses tokens for it.
+        assert lenient.test_client().get("/protected", headers=bearer(token)).status_code == 200
+        assert strict.test_client().get("/protected", headers=bearer(token)).status_code == 503
         wait_for(lambda: cluster_set.primary_of("{user-0-1}").port != victim.port, 30, "promotion")
         promoted = time.monotonic() - trigger
         time.sleep(1.5)
