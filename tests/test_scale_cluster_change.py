@@ -304,6 +304,12 @@ def test_a_primary_killed(cluster_set: ClusterSet) -> None:
     victim = cluster_set.primary_of("{user-0-1}")
     # Workers that start while a shard is down; their users live elsewhere.
     healthy = next(f"h{n}" for n in range(1000) if cluster_set.primary_of(f"{{h{n}}}") != victim)
+    idle = _apps(cluster_set)[1][0]  # a worker that sends nothing meanwhile
+    with idle.app_context():
+        idle_token = create_access_token(
+            next(f"i{n}" for n in range(1000) if cluster_set.primary_of(f"{{i{n}}}") == victim)
+        )
+    assert idle.test_client().get("/protected", headers=bearer(idle_token)).status_code == 200
     lenient, _, _ = jwt_app(cluster_set.url())
     strict, _, _ = jwt_app(cluster_set.url(), REDIS_JWT_STRICT_EVICTION=True)
     with lenient.app_context():
@@ -319,9 +325,20 @@ def test_a_primary_killed(cluster_set: ClusterSet) -> None:
         wait_for(lambda: cluster_set.primary_of("{user-0-1}").port != victim.port, 30, "promotion")
         promoted = time.monotonic() - trigger
         time.sleep(1.5)
+    # Its first request after the failover reaches the new primary.
+    assert idle.test_client().get("/protected", headers=bearer(idle_token)).status_code == 200
     revoker.report(f"Primary killed (replica promoted after {promoted:.2f} s)", trigger)
     assert revoker.outcomes.unavailable  # the killed node held revocations
     revoker.check_in_force()
     with apps[0][0].app_context():
         assert apps[0][1].cache_clear_namespace(NAMESPACE) == 200
     assert _left_behind(cluster_set, *apps[0]) == []
+
+
+def test_a_clear_refuses_a_cluster_with_a_slot_unserved(cluster_set: ClusterSet) -> None:
+    app, fog = _apps(cluster_set)[1]
+    slot = int(cluster_set.alive()[0].admin().execute_command("CLUSTER", "KEYSLOT", "unserved"))
+    for node in cluster_set.alive():
+        node.admin().execute_command("CLUSTER", "DELSLOTS", slot)
+    with app.app_context(), pytest.raises(RedisUnavailableError, match="16383 of 16384 slots"):
+        fog.cache_clear_namespace(NAMESPACE)
