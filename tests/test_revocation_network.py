@@ -10,7 +10,7 @@ import pytest
 import redis
 from flask_jwt_extended import create_access_token
 
-from flask_fogredis import FogRedis, RedisUnavailableError
+from flask_fogredis import FogRedis, RedisCommandError, RedisUnavailableError
 from flask_fogredis.revocation import EvictionPolicyError
 
 from .conftest import ServerFactory
@@ -173,3 +173,12 @@ def test_a_second_fogredis_does_not_check_revocations(redis_factory: ServerFacto
     other.kill()
     assert client.get("/protected", headers=bearer(token)).status_code == 200
     assert fog is not second
+
+
+def test_a_refused_revocation_names_no_identity(redis_factory: ServerFactory) -> None:
+    server = redis_factory("--maxmemory", "1", "--maxmemory-policy", "noeviction")
+    app, fog, _ = jwt_app(server.url, REDIS_JWT_WAIT_REPLICAS=1)
+    with app.app_context(), pytest.raises(RedisCommandError) as caught:
+        fog.revoke_all_tokens("identity-to-keep-out-of-logs")
+    assert "OutOfMemoryError" in str(caught.value)
+    assert "identity-to-keep-out-of-logs" not in str(caught.value)

@@ -436,3 +436,18 @@ def test_cli_on_both(topology: Topology) -> None:
     assert named.exit_code == 0, named.output
     assert app.test_client().get("/protected", headers=bearer(token)).status_code == 401
     assert runner.invoke(args=["fogredis", "clear-cache", "nothing-here"]).exit_code == 0
+
+
+def test_a_full_cluster_node_is_unavailable(cluster_set: ClusterSet) -> None:
+    app, fog = Topology("cluster", cluster_set.url(), {}, cluster_set.nodes).jwt_app()
+    with app.app_context():
+        token = create_access_token("full-node-user")
+    admin = cluster_set.primary_of("{full-node-user}").admin()
+    admin.config_set("maxclients", int(admin.info("clients")["connected_clients"]))
+    try:
+        response = app.test_client().get("/protected", headers=bearer(token))
+        with app.app_context(), pytest.raises(RedisUnavailableError, match="maxclients"):
+            fog.revoke_all_tokens("full-node-user")
+    finally:
+        admin.config_set("maxclients", 10000)
+    assert response.status_code == 503
