@@ -244,6 +244,8 @@ _CROSS_SLOT = "same key slot"
 # A full server (on Cluster it says "max number of clients + cluster
 # connections reached", which redis-py does not take for a connection error).
 _MAX_CLIENTS = "max number of clients"
+# What redis-py's text holds when the TLS handshake failed.
+_TLS_FAILURE = re.compile(r"CERTIFICATE_VERIFY_FAILED|SSL|certificate", re.IGNORECASE)
 # How redis-py labels an error in a pipeline: it quotes the command, keys and
 # values (identities, jtis) included.
 _PIPELINE_LABEL = re.compile(r"Command # \d+ \(.*?\) of pipeline caused error: ", re.DOTALL)
@@ -295,8 +297,15 @@ def _translate(settings: Settings, exc: Exception) -> FogRedisError:
                 "connections for less time."
             )
         what = "did not answer in time" if isinstance(exc, redis.TimeoutError) else "is unavailable"
+        hint = ""
+        if _TLS_FAILURE.search(str(exc)):
+            hint = (
+                f". The TLS handshake failed: check {settings.key('SSL_CA_CERTS')} (the CA "
+                f"that signed the server's certificate), {settings.key('SSL_CHECK_HOSTNAME')} "
+                "and the host name in the URL"
+            )
         return RedisUnavailableError(
-            f"Redis at {target.display} {what}: {describe(target, exc, secret)}"
+            f"Redis at {target.display} {what}: {describe(target, exc, secret)}{hint}"
         )
     if isinstance(exc, redis.ResponseError) and _MAX_CLIENTS in str(exc):
         return RedisUnavailableError(
