@@ -353,6 +353,7 @@ class ClusterProbe(HealthProbe):
         self._client = client
         self._turn = 0
         self.cluster: dict[str, str] = {}
+        self.nodes: dict[str, Any] = {}
 
     def _candidates(self) -> list[tuple[str, int]]:
         if self._client.started:
@@ -373,6 +374,7 @@ class ClusterProbe(HealthProbe):
     def _after_fork(self) -> None:
         super()._after_fork()
         self.cluster = {}
+        self.nodes = {}
 
     def _ping(self) -> PingResult:
         result = super()._ping()
@@ -381,6 +383,8 @@ class ClusterProbe(HealthProbe):
             try:
                 connection.send_command("CLUSTER", "INFO")
                 self.cluster = parse_info(connection.read_response())
+                connection.send_command("CLUSTER", "NODES")
+                self.nodes = node_summary(connection.read_response())
             except redis.RedisError:
                 connection.disconnect()
                 result = replace(result, healthy=False, error="error")
@@ -389,6 +393,7 @@ class ClusterProbe(HealthProbe):
                     result = replace(result, healthy=False, error="cluster down")
         if not result.healthy:
             self.cluster = {}
+            self.nodes = {}
             self._turn += 1
             if connection is not None:
                 connection.disconnect()
@@ -409,6 +414,8 @@ class ClusterProbe(HealthProbe):
                 ),
                 "known_nodes": _int(info.get("cluster_known_nodes")),
                 "primaries": _int(info.get("cluster_size")),
+                "failing_nodes": self.nodes.get("failing"),
+                "primaries_without_replica": self.nodes.get("alone"),
                 "pool_size_per_node": self._settings.pool_size,
             }
         }
@@ -417,3 +424,25 @@ class ClusterProbe(HealthProbe):
 def _int(*values: str | None) -> int | None:
     found = [int(v) for v in values if v is not None and v.isdigit()]
     return sum(found) if found else None
+
+
+def node_summary(reply: Any) -> dict[str, list[str]]:
+    """From ``CLUSTER NODES``: the nodes marked failing (``fail`` or
+    ``fail?``), and the primaries serving slots with no live replica (a
+    failure there loses those slots), each as ``host:port``."""
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    rows = [line.split() for line in text.splitlines() if len(line.split()) >= 8]
+    failing: list[str] = []
+    primaries: dict[str, str] = {}
+    followed: set[str] = set()
+    for node_id, address, flags, primary, *rest in rows:
+        where = address.split("@", 1)[0]
+        marks = set(flags.split(","))
+        if marks & {"fail", "fail?"}:
+            failing.append(where)
+        elif "master" in marks and len(rest) > 4:  # it serves slots
+            primaries[node_id] = where
+        elif primary != "-":
+            followed.add(primary)
+    alone = [where for node_id, where in primaries.items() if node_id not in followed]
+    return {"failing": sorted(failing), "alone": sorted(alone)}

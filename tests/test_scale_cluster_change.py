@@ -31,6 +31,7 @@ from .topologies import ClusterSet, cluster_info, free_cluster_port, wait_for
 pytestmark = pytest.mark.slow
 
 NAMESPACE = "pages"
+DETAILS = "cluster-change-details-token"
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +137,9 @@ class Revoker:
 def _apps(cluster_set: ClusterSet) -> list[tuple[Flask, FogRedis]]:
     found = []
     for wait in (1, 0):
-        app, fog, _ = jwt_app(cluster_set.url(), REDIS_JWT_WAIT_REPLICAS=wait)
+        app, fog, _ = jwt_app(
+            cluster_set.url(), REDIS_JWT_WAIT_REPLICAS=wait, REDIS_HEALTH_DETAILS_TOKEN=DETAILS
+        )
         with app.app_context():
             fog.set("warm", "1")  # the layout is read now, before the change
         found.append((app, fog))
@@ -325,6 +328,11 @@ def test_a_primary_killed(cluster_set: ClusterSet) -> None:
         wait_for(lambda: cluster_set.primary_of("{user-0-1}").port != victim.port, 30, "promotion")
         promoted = time.monotonic() - trigger
         time.sleep(1.5)
+    health = idle.test_client().get("/health/redis?details=1", headers=bearer(DETAILS))
+    found = health.get_json()["details"]["cluster"]
+    assert found["failing_nodes"] == [f"127.0.0.1:{victim.port}"]
+    promoted_at = cluster_set.primary_of("{user-0-1}").port
+    assert f"127.0.0.1:{promoted_at}" in found["primaries_without_replica"]
     # Its first request after the failover reaches the new primary.
     assert idle.test_client().get("/protected", headers=bearer(idle_token)).status_code == 200
     revoker.report(f"Primary killed (replica promoted after {promoted:.2f} s)", trigger)
