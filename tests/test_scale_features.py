@@ -5,6 +5,7 @@ its stampede lock, the health report, and the pools."""
 from __future__ import annotations
 
 import inspect
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -427,6 +428,12 @@ def test_cli_on_both(topology: Topology) -> None:
     assert runner.invoke(args=["fogredis", "ping"]).exit_code == 0
     info = runner.invoke(args=["fogredis", "info"])
     assert info.exit_code == 0 and "Redis 7" in info.output
+    if topology.kind == "cluster":  # every node, not one node as the whole cluster
+        assert "6, 3 primaries" in info.output
+        for server in topology.servers:
+            role = server.admin().info("replication")["role"]
+            shown = "Redis 7" if role == "master" else "replica of 127.0.0.1:"
+            assert re.search(f"127.0.0.1:{server.port}: +{shown}", info.output), info.output
     bare = runner.invoke(args=["fogredis", "revoke", jti])
     if topology.kind == "cluster":
         assert bare.exit_code == 1 and "identity" in bare.output
