@@ -128,7 +128,7 @@ def info() -> None:
 def _cluster_rows(state: AppState) -> dict[str, object]:
     """One row per node of the cluster: INFO of each primary, the primary of
     each replica, and the nodes marked failing."""
-    client = state.client
+    client: Any = state.client  # a FogRedisCluster
     with reported_errors(), translated(state.settings):
         client.refresh()
         listing: dict[str, dict[str, Any]] = client.cluster_nodes()

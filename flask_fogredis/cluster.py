@@ -125,13 +125,13 @@ class FogRedisCluster(RedisCluster):
         connection is sent once more: redis-py has read the new layout by
         then, so the first request after a failover does not fail."""
         try:
-            return super().execute_command(*args, **kwargs)
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
         except MaxConnectionsError:
             raise
         except redis.ConnectionError:
             if "target_nodes" in kwargs or str(args[0]).upper() not in _RETRIED_READS:
                 raise
-        return super().execute_command(*args, **kwargs)
+        return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def refresh(self) -> None:
         """Read the cluster's layout again (primaries, replicas, slots)."""

@@ -516,8 +516,7 @@ def _refuse_unused_tls(config: Mapping[str, Any], k: Any, target: Target) -> Non
             raise _fail(
                 k(name),
                 f"is set but {k('URL')} ({target.display}) does not use TLS",
-                "use a rediss:// (or rediss+sentinel://, rediss+cluster://) URL, "
-                "or remove the key",
+                "use a rediss:// (or rediss+sentinel://, rediss+cluster://) URL, or remove the key",
             )
 
 

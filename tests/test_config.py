@@ -250,5 +250,5 @@ def test_every_option_is_documented_in_the_readme() -> None:
 )
 def test_certificate_keys_without_tls_are_refused(url: str) -> None:
     app = make_app(REDIS_URL=url, REDIS_SSL_CA_CERTS="/etc/ssl/ca.pem")
-    with pytest.raises(ConfigurationError, match="REDIS_SSL_CA_CERTS is set but .*rediss://"):
+    with pytest.raises(ConfigurationError, match=r"REDIS_SSL_CA_CERTS is set but .*rediss://"):
         FogRedis(app)
