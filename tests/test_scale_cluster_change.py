@@ -47,11 +47,9 @@ def cluster_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSet
 class Outcomes:
     """What the revocations sent during a change gave, by kind."""
 
-    done: list[str] = field(default_factory=list)
-    unavailable: list[float] = field(default_factory=list)
+    sent: list[int] = field(default_factory=lambda: [0, 0])
+    unavailable: list[tuple[float, int]] = field(default_factory=list)
     broken: list[str] = field(default_factory=list)
-    first_failure: float | None = None
-    last_failure: float | None = None
 
 
 class Revoker:
@@ -72,7 +70,8 @@ class Revoker:
         ]
 
     def _run(self, number: int) -> None:
-        app, fog = self.apps[number % len(self.apps)]
+        which = number % len(self.apps)
+        app, fog = self.apps[which]
         n = 0
         while not self._stop.is_set() and self._count < self.limit:
             n += 1
@@ -84,7 +83,8 @@ class Revoker:
                     fog.revoke_all_tokens(identity)
                     assert fog.revoke_token(single)
                 except RedisUnavailableError:
-                    self._failed(time.monotonic())
+                    with self._lock:
+                        self.outcomes.unavailable.append((time.monotonic(), which))
                 except Exception as exc:  # the point: nothing else may escape
                     with self._lock:
                         self.outcomes.broken.append(f"{type(exc).__name__}: {exc}")
@@ -93,14 +93,8 @@ class Revoker:
                         self.tokens += [(app, everywhere), (app, single)]
             with self._lock:
                 self._count += 1
+                self.outcomes.sent[which] += 1
             time.sleep(0.02)
-
-    def _failed(self, when: float) -> None:
-        with self._lock:
-            self.outcomes.unavailable.append(when)
-            if self.outcomes.first_failure is None:
-                self.outcomes.first_failure = when
-            self.outcomes.last_failure = when
 
     def __enter__(self) -> Revoker:
         for thread in self._threads:
@@ -112,16 +106,16 @@ class Revoker:
         for thread in self._threads:
             thread.join(60)
 
-    def sent(self) -> int:
-        return self._count
-
     def report(self, what: str, trigger: float) -> str:
+        """Per app (``WAIT 1``, then none): revocations that were unavailable,
+        of those sent, and the last of them, in seconds after ``trigger``."""
         found = self.outcomes
-        recovered = 0.0 if found.last_failure is None else found.last_failure - trigger
-        line = (
-            f"{what}: {len(found.unavailable)} of {self.sent()} revocations unavailable, "
-            f"{len(found.broken)} broken, last failure {recovered:.2f} s after the trigger"
-        )
+        parts = []
+        for which, label in enumerate(("with WAIT 1", "without WAIT")):
+            times = [when - trigger for when, app in found.unavailable if app == which]
+            last = f", the last {max(times):.2f} s after the trigger" if times else ""
+            parts.append(f"{label} {len(times)} of {found.sent[which]} unavailable{last}")
+        line = f"{what}: " + "; ".join(parts) + f"; {len(found.broken)} broken"
         print("\n" + line)
         return line
 
