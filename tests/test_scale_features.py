@@ -453,7 +453,8 @@ def test_a_full_cluster_node_is_unavailable(cluster_set: ClusterSet) -> None:
     admin.config_set("maxclients", int(admin.info("clients")["connected_clients"]))
     try:
         response = app.test_client().get("/protected", headers=bearer(token))
-        with app.app_context(), pytest.raises(RedisUnavailableError, match="maxclients"):
+        # The server's refusal, or (redis-py 5) the socket it then closes.
+        with app.app_context(), pytest.raises(RedisUnavailableError):
             fog.revoke_all_tokens("full-node-user")
     finally:
         admin.config_set("maxclients", 10000)
