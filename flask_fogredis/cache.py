@@ -26,6 +26,7 @@ import redis
 from flask import Request, Response, current_app, make_response, request
 from flask.globals import request_ctx
 from redis.client import NEVER_DECODE
+from redis.crc import key_slot
 
 from .cluster import clear_matching
 from .config import CONNECTION_OPTIONS, Settings, argument_seconds, read_settings, to_seconds
@@ -113,13 +114,14 @@ class Cache:
         self._credentials: _Credentials | None = None
         self._stats = state.stats
         self._log = RateLimitedLog(logger, interval=30.0)
-        # Scripts need the value and its lock on one server: not on Cluster
-        # (different slots) nor on the embedded store (Lua is optional there).
-        scheme = self.settings.target.scheme
-        self._scripts = scheme != "memory" and not self.settings.target.is_cluster
+        # Scripts need the value and its lock on one server (on Cluster, in
+        # one slot: see serve), not on the embedded store (Lua is optional
+        # there). Given as bytes, a script is not encoded by the client, which
+        # would make a cluster client connect now.
+        self._scripts = self.settings.target.scheme != "memory"
         if self._scripts:
-            self._store_script = self.client.register_script(_STORE_IF_LOCKED)
-            self._release_script = self.client.register_script(_RELEASE_IF_OURS)
+            self._store_script = self.client.register_script(_STORE_IF_LOCKED.encode())
+            self._release_script = self.client.register_script(_RELEASE_IF_OURS.encode())
 
     def close(self) -> None:
         if self.owns_pool:
@@ -252,7 +254,9 @@ class Cache:
             return _tagged(make_response(view()), "BYPASS")
         base = self.namespace_prefix(namespace)
         digest = vary.digest(req)
-        value_key, lock_key = f"{base}v:{digest}", f"{base}l:{digest}"
+        # The digest as a hash tag: on Cluster the value and its lock share a
+        # slot, and the entries of a namespace still spread over the nodes.
+        value_key, lock_key = f"{base}v:{{{digest}}}", f"{base}l:{{{digest}}}"
         if not req.environ.get(WARM_ENVIRON_KEY):
             try:
                 hit = self._cached_response(value_key)
@@ -410,7 +414,7 @@ class Cache:
         }
         blob = json.dumps(meta, separators=(",", ":")).encode() + b"\n" + response.get_data()
         try:
-            if lock is not None and self._scripts:
+            if lock is not None and self._scripts and self._one_slot(value_key, lock[0]):
                 with translated(self.settings):
                     self._store_script(
                         keys=[value_key, lock[0]], args=[lock[1], blob, self._ttl_ms(ttl)]
@@ -420,6 +424,14 @@ class Cache:
         except FogRedisError as exc:
             self._failed(namespace, exc)
         return False
+
+    def _one_slot(self, first: str, second: str) -> bool:
+        """Whether a script may touch both keys: on Cluster, whether they
+        hash to one slot (not when braces in the prefix or namespace hide
+        the digest's hash tag)."""
+        if not self.settings.target.is_cluster:
+            return True
+        return bool(key_slot(first.encode()) == key_slot(second.encode()))
 
     def _release(self, namespace: str, lock_key: str, token: str) -> None:
         """Delete the lock if it is still ours (it may have expired and been

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
+import redis
 from flask import current_app
 from flask.cli import AppGroup
 
@@ -124,6 +125,8 @@ def info() -> None:
     rows: dict[str, object] = {"url": settings.target.display}
     if settings.target.scheme == "memory":  # the embedded store has no INFO
         rows["server"] = "the embedded in-process store"
+    elif settings.target.is_cluster:
+        rows.update(_cluster_rows(state))
     else:
         with reported_errors(), translated(settings):
             rows.update(_server_rows(state.client.info()))
@@ -131,8 +134,40 @@ def info() -> None:
         f"{settings.pool_size} connections per process, callers wait up to "
         f"{settings.pool_timeout:g} s for a free one"
     )
+    width = max(14, *(len(label) + 2 for label in rows))
     for label, value in rows.items():
-        click.echo(f"{label + ':':<14}{value}")
+        click.echo(f"{label + ':':<{width}}{value}")
+
+
+def _cluster_rows(state: AppState) -> dict[str, object]:
+    """One row per node of the cluster: INFO of each primary, the primary of
+    each replica, and the nodes marked failing."""
+    client: Any = state.client  # a FogRedisCluster
+    with reported_errors(), translated(state.settings):
+        client.refresh()
+        listing: dict[str, dict[str, Any]] = client.cluster_nodes()
+    names = {node["node_id"]: address for address, node in listing.items()}
+    primaries = sum(1 for node in listing.values() if "master" in node["flags"])
+    rows: dict[str, object] = {"nodes": f"{len(listing)}, {primaries} primaries"}
+    for address, node in sorted(listing.items()):
+        flags = set(node["flags"].split(","))
+        known = client.get_node(node_name=address)
+        if flags & {"fail", "fail?"}:
+            rows[address] = f"failing ({node['flags']})"
+        elif "master" not in flags:
+            rows[address] = f"replica of {names.get(node['master_id'], node['master_id'])}"
+        elif known is None:
+            rows[address] = "primary without slots"
+        else:
+            try:
+                found = _server_rows(client.info(target_nodes=known))
+            except redis.RedisError as exc:
+                rows[address] = f"does not answer ({type(exc).__name__})"
+                continue
+            rows[address] = "; ".join(
+                str(found[name]) for name in ("server", "clients", "memory", "keys")
+            )
+    return rows
 
 
 def _server_rows(server: dict[str, Any]) -> dict[str, object]:

@@ -7,10 +7,12 @@ and keeps only the connection options it knows of (it drops
 connection class, and the pool class and size are passed on the URL path.
 Each node gets a pool of ``POOL_SIZE`` connections of its own.
 
-Commands are never re-sent: redis-py's cluster retries (which would run an
+Writes are never re-sent: redis-py's cluster retries (which would run an
 ``INCR`` twice when a reply is lost) are off, as on the other pools. After a
 failover, the first command that reaches the dead node fails, redis-py reads
-the new layout of the cluster, and the next commands go to the new primary.
+the new layout of the cluster, and the next commands go to the new primary;
+a read that fails so (refused or reset connection) is sent once more, on the
+new layout. Redirects (``MOVED``, ``ASK``) are followed by redis-py.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import AbstractConnection, BlockingConnectionPool
 from redis.crc import key_slot
-from redis.exceptions import MaxConnectionsError, RedisClusterException
+from redis.exceptions import (
+    AskError,
+    MaxConnectionsError,
+    MovedError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.retry import Retry
 
 from .config import Settings
@@ -36,6 +44,9 @@ from .probe import HealthProbe, PingResult, parse_info
 
 # Before 6.0, RedisCluster counted its retries in this argument, not in retry=.
 _LEGACY_RETRIES = int(redis.__version__.split(".")[0]) < 6
+SLOTS = 16384
+# Reads sent once more when their node is gone: running them twice is harmless.
+_RETRIED_READS = frozenset({"GET", "MGET", "EXISTS", "TTL", "PTTL", "STRLEN", "TYPE", "PING"})
 
 
 class NodePool(BlockingConnectionPool):
@@ -108,6 +119,29 @@ class FogRedisCluster(RedisCluster):
             raise AttributeError(name)
         self.start()
         return object.__getattribute__(self, name)
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """As redis-py's, but a read whose node refused or dropped the
+        connection is sent once more: redis-py has read the new layout by
+        then, so the first request after a failover does not fail."""
+        try:
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except MaxConnectionsError:
+            raise
+        except redis.ConnectionError:
+            if "target_nodes" in kwargs or str(args[0]).upper() not in _RETRIED_READS:
+                raise
+        return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def refresh(self) -> None:
+        """Read the cluster's layout again (primaries, replicas, slots)."""
+        self.start()
+        self.nodes_manager.initialize()
+
+    def uncovered_slots(self) -> int:
+        """How many of the 16384 slots no known primary serves."""
+        cache = self.nodes_manager.slots_cache
+        return sum(1 for slot in range(SLOTS) if not cache.get(slot))
 
     def close(self) -> None:
         if self.started:
@@ -205,31 +239,108 @@ def node_client(client: RedisCluster, key: str) -> redis.Redis:
     return client.get_redis_connection(client.get_node_from_key(key))
 
 
-def clear_matching(client: RedisCluster, pattern: str, count: int, batch: int) -> int:
+class LayoutChangedError(redis.ConnectionError):
+    """The cluster kept redirecting a command, or its node stayed unreachable,
+    after the layout was read again: the cluster is changing (a failover
+    not finished, a reshard under way). Retry shortly."""
+
+
+def write_and_wait(
+    client: FogRedisCluster, key: str, command: list[Any], replicas: int, wait_ms: int
+) -> tuple[Any, Any]:
+    """Run ``command`` (a SET of ``key``) and ``WAIT replicas wait_ms`` on one
+    connection to the primary of ``key``; the replies of both.
+
+    The primary comes from the layout the client holds. A redirect
+    (``MOVED``), a refused or dropped connection, or a timeout means that
+    layout is out of date: it is read again and the pair sent once more (a
+    SET that did run the first time sets the same value). ``ASK`` (the slot
+    is moving) sends the pair once to the node named, after ``ASKING``.
+    Raises :class:`LayoutChangedError` when the second attempt fails so too;
+    the message names neither the key nor its value."""
+    failure = ""
+    for attempt in (1, 2):
+        try:
+            try:
+                return _send_pair(node_client(client, key), command, replicas, wait_ms)
+            except AskError as exc:
+                node = None if isinstance(exc, MovedError) else client.get_node(exc.host, exc.port)  # type: ignore[no-untyped-call]
+                if node is None:
+                    raise
+                plain = client.get_redis_connection(node)
+                return _send_pair(plain, command, replicas, wait_ms, asking=True)
+        except MaxConnectionsError:
+            raise
+        except (AskError, TryAgainError):  # MOVED is an AskError too
+            failure = "its slot moved"
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            failure = f"its primary did not answer ({type(exc).__name__})"
+        if attempt == 1:
+            client.refresh()
+    raise LayoutChangedError(
+        f"The cluster is changing: a write failed twice, {failure}. Retry shortly."
+    )
+
+
+def _send_pair(
+    plain: redis.Redis, command: list[Any], replicas: int, wait_ms: int, asking: bool = False
+) -> tuple[Any, Any]:
+    pipe = plain.pipeline(transaction=False)
+    if asking:
+        pipe.execute_command("ASKING")
+    pipe.execute_command(*command)
+    pipe.execute_command("WAIT", replicas, wait_ms)
+    replies = pipe.execute()
+    return replies[-2], replies[-1]
+
+
+def clear_matching(client: FogRedisCluster, pattern: str, count: int, batch: int) -> int:
     """Delete the keys matching ``pattern`` on every primary: SCAN on each,
-    and UNLINK in batches, one command per slot, pipelined per node."""
+    and UNLINK in batches, one command per slot, pipelined per node.
+
+    The layout is read first, so that a primary added or promoted since the
+    last command is cleared too; a layout that leaves a slot without a
+    primary raises :class:`LayoutChangedError` (keys there could not be
+    reached). Keys whose slot moved meanwhile are deleted one by one through
+    the cluster client, which follows the redirects."""
+    client.refresh()
+    missing = client.uncovered_slots()
+    if missing:
+        raise LayoutChangedError(
+            f"The cluster serves only {SLOTS - missing} of {SLOTS} slots: "
+            "a clear now could leave entries behind. Retry once the cluster is ok."
+        )
     removed = 0
-    for node in client.get_primaries():
+    for node in client.get_primaries():  # type: ignore[no-untyped-call]
         plain = client.get_redis_connection(node)
         names: list[Any] = []
         for name in plain.scan_iter(match=pattern, count=count):
             names.append(name)
             if len(names) >= batch:
-                removed += _unlink(plain, names)
+                removed += _unlink(client, plain, names)
                 names.clear()
         if names:
-            removed += _unlink(plain, names)
+            removed += _unlink(client, plain, names)
     return removed
 
 
-def _unlink(plain: redis.Redis, names: Iterable[Any]) -> int:
+def _unlink(client: RedisCluster, plain: redis.Redis, names: Iterable[Any]) -> int:
     by_slot: defaultdict[int, list[Any]] = defaultdict(list)
     for name in names:
         by_slot[key_slot(name.encode() if isinstance(name, str) else name)].append(name)
     pipe = plain.pipeline(transaction=False)
-    for group in by_slot.values():
+    groups = list(by_slot.values())
+    for group in groups:
         pipe.unlink(*group)
-    return sum(int(n) for n in pipe.execute())
+    removed = 0
+    for group, reply in zip(groups, pipe.execute(raise_on_error=False)):
+        if isinstance(reply, (AskError, TryAgainError)):  # MOVED is an AskError too
+            removed += sum(int(client.unlink(name)) for name in group)
+        elif isinstance(reply, Exception):
+            raise reply
+        else:
+            removed += int(reply)
+    return removed
 
 
 class ClusterProbe(HealthProbe):
@@ -242,6 +353,7 @@ class ClusterProbe(HealthProbe):
         self._client = client
         self._turn = 0
         self.cluster: dict[str, str] = {}
+        self.nodes: dict[str, Any] = {}
 
     def _candidates(self) -> list[tuple[str, int]]:
         if self._client.started:
@@ -262,6 +374,7 @@ class ClusterProbe(HealthProbe):
     def _after_fork(self) -> None:
         super()._after_fork()
         self.cluster = {}
+        self.nodes = {}
 
     def _ping(self) -> PingResult:
         result = super()._ping()
@@ -270,6 +383,8 @@ class ClusterProbe(HealthProbe):
             try:
                 connection.send_command("CLUSTER", "INFO")
                 self.cluster = parse_info(connection.read_response())
+                connection.send_command("CLUSTER", "NODES")
+                self.nodes = node_summary(connection.read_response())
             except redis.RedisError:
                 connection.disconnect()
                 result = replace(result, healthy=False, error="error")
@@ -278,6 +393,7 @@ class ClusterProbe(HealthProbe):
                     result = replace(result, healthy=False, error="cluster down")
         if not result.healthy:
             self.cluster = {}
+            self.nodes = {}
             self._turn += 1
             if connection is not None:
                 connection.disconnect()
@@ -298,6 +414,8 @@ class ClusterProbe(HealthProbe):
                 ),
                 "known_nodes": _int(info.get("cluster_known_nodes")),
                 "primaries": _int(info.get("cluster_size")),
+                "failing_nodes": self.nodes.get("failing"),
+                "primaries_without_replica": self.nodes.get("alone"),
                 "pool_size_per_node": self._settings.pool_size,
             }
         }
@@ -306,3 +424,25 @@ class ClusterProbe(HealthProbe):
 def _int(*values: str | None) -> int | None:
     found = [int(v) for v in values if v is not None and v.isdigit()]
     return sum(found) if found else None
+
+
+def node_summary(reply: Any) -> dict[str, list[str]]:
+    """From ``CLUSTER NODES``: the nodes marked failing (``fail`` or
+    ``fail?``), and the primaries serving slots with no live replica (a
+    failure there loses those slots), each as ``host:port``."""
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    rows = [line.split() for line in text.splitlines() if len(line.split()) >= 8]
+    failing: list[str] = []
+    primaries: dict[str, str] = {}
+    followed: set[str] = set()
+    for node_id, address, flags, primary, *rest in rows:
+        where = address.split("@", 1)[0]
+        marks = set(flags.split(","))
+        if marks & {"fail", "fail?"}:
+            failing.append(where)
+        elif "master" in marks and len(rest) > 4:  # it serves slots
+            primaries[node_id] = where
+        elif primary != "-":
+            followed.add(primary)
+    alone = [where for node_id, where in primaries.items() if node_id not in followed]
+    return {"failing": sorted(failing), "alone": sorted(alone)}

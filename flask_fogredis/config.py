@@ -598,6 +598,8 @@ def _settings(config: Mapping[str, Any], prefix: str) -> Settings:
         # Options written in the URL win over the config keys' defaults.
         tls = _tls_options(config, k)
         target.connection.update({n: v for n, v in tls.items() if n not in target.connection})
+    elif target.scheme != "memory":
+        _refuse_unused_tls(config, k, target)
     key_prefix = to_optional_str(k("KEY_PREFIX"), config[k("KEY_PREFIX")])
     if not key_prefix or any(c in key_prefix for c in "*?[]\\{}") or key_prefix.endswith(":"):
         raise _fail(
@@ -629,6 +631,18 @@ def _settings(config: Mapping[str, Any], prefix: str) -> Settings:
             k("SENTINEL_CHECK_INTERVAL"), config[k("SENTINEL_CHECK_INTERVAL")], allow_zero=True
         ),
     )
+
+
+def _refuse_unused_tls(config: Mapping[str, Any], k: Any, target: Target) -> None:
+    """Certificate files given for a URL without TLS: the connection would
+    be plaintext while the config says otherwise, so it is an error."""
+    for name in ("SSL_CA_CERTS", "SSL_CERTFILE", "SSL_KEYFILE"):
+        if config[k(name)]:
+            raise _fail(
+                k(name),
+                f"is set but {k('URL')} ({target.display}) does not use TLS",
+                "use a rediss:// (or rediss+sentinel://, rediss+cluster://) URL, or remove the key",
+            )
 
 
 def _tls_options(config: Mapping[str, Any], k: Any) -> dict[str, Any]:

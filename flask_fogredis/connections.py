@@ -4,6 +4,7 @@ errors into the extension's own."""
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -251,6 +252,7 @@ def pool_stats(pool: BlockingConnectionPool) -> dict[str, int]:
 def describe(target: Target, exc: BaseException, *secrets: str | None) -> str:
     """A short, password-free sentence about a redis-py error."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = _PIPELINE_LABEL.sub("", text)
     for secret in (target.password, *secrets):
         if secret:
             text = text.replace(secret, "***")
@@ -267,6 +269,14 @@ _CLUSTER_UNAVAILABLE = (
     redis.exceptions.SlotNotCoveredError,
 )
 _CROSS_SLOT = "same key slot"
+# A full server (on Cluster it says "max number of clients + cluster
+# connections reached", which redis-py does not take for a connection error).
+_MAX_CLIENTS = "max number of clients"
+# What redis-py's text holds when the TLS handshake failed.
+_TLS_FAILURE = re.compile(r"CERTIFICATE_VERIFY_FAILED|SSL|certificate", re.IGNORECASE)
+# How redis-py labels an error in a pipeline: it quotes the command, keys and
+# values (identities, jtis) included.
+_PIPELINE_LABEL = re.compile(r"Command # \d+ \(.*?\) of pipeline caused error: ", re.DOTALL)
 
 
 class translated:
@@ -315,8 +325,21 @@ def _translate(settings: Settings, exc: Exception) -> FogRedisError:
                 "connections for less time."
             )
         what = "did not answer in time" if isinstance(exc, redis.TimeoutError) else "is unavailable"
+        hint = ""
+        if _TLS_FAILURE.search(str(exc)):
+            hint = (
+                f". The TLS handshake failed: check {settings.key('SSL_CA_CERTS')} (the CA "
+                f"that signed the server's certificate), {settings.key('SSL_CHECK_HOSTNAME')} "
+                "and the host name in the URL"
+            )
         return RedisUnavailableError(
-            f"Redis at {target.display} {what}: {describe(target, exc, secret)}"
+            f"Redis at {target.display} {what}: {describe(target, exc, secret)}{hint}"
+        )
+    if isinstance(exc, redis.ResponseError) and _MAX_CLIENTS in str(exc):
+        return RedisUnavailableError(
+            f"Redis at {target.display} has no room for another connection (maxclients): "
+            f"{describe(target, exc, secret)}. Raise maxclients, or lower "
+            f"{settings.key('POOL_SIZE')} or the number of processes."
         )
     if isinstance(exc, _CLUSTER_UNAVAILABLE):
         return RedisUnavailableError(

@@ -58,6 +58,9 @@ JWT_EXTENSION_KEY = "flask-jwt-extended"
 # Policies that let Redis drop keys with (volatile-*) or without a TTL.
 _SAFE_POLICIES = ("noeviction",)
 
+# Seconds before a maxmemory-policy that could not be read is read again.
+_POLICY_RETRY = 30
+
 # How long a revocation waits to see its own invalidation go out.
 _INVALIDATION_WAIT = 0.1
 
@@ -126,6 +129,7 @@ class Revocations:
         self._jti_prefix = f"{settings.key_prefix}:jwt:jti:"
         self._sub_prefix = f"{settings.key_prefix}:jwt:sub:"
         self._policy_checked = False
+        self._policy_retry_at = 0.0
         self._policy_lock = threading.Lock()
         renew_locks_after_fork(self, "_policy_lock")
         self._outage_log = RateLimitedLog(logger, interval=30.0)
@@ -286,17 +290,37 @@ class Revocations:
         return list(values)
 
     def check_eviction_policy(self) -> None:
-        """Once per process: warn (or, strict, raise) if Redis may evict."""
-        if self._policy_checked:
+        """Once per process: warn (or, strict, raise) if Redis may evict.
+
+        A policy that cannot be read (a shard down) blocks nothing unless
+        strict mode asks for it (then it raises :class:`RedisUnavailableError`):
+        it is logged, and read again after ``_POLICY_RETRY`` seconds."""
+        if self._policy_checked or time.monotonic() < self._policy_retry_at:
             return
-        # Read outside the lock: callers that find the pool busy must each get
-        # the pool's timeout, not wait in line for one another's.
-        with translated(self._settings):
-            policy = self._read_policy()
-        with self._policy_lock:
+        # Outside strict mode the check only warns: a request does not wait
+        # for another thread's check.
+        if not self._policy_lock.acquire(blocking=self.strict_eviction):
+            return
+        try:
             if self._policy_checked:
                 return
+            try:
+                with translated(self._settings):
+                    policy = self._read_policy()
+            except FogRedisError as exc:
+                if self.strict_eviction:
+                    raise
+                self._policy_retry_at = time.monotonic() + _POLICY_RETRY
+                self._outage_log.warning(
+                    "eviction-policy",
+                    "Cannot read maxmemory-policy now (%s); reading it again in %d s",
+                    exc,
+                    _POLICY_RETRY,
+                )
+                return
             self._policy_checked = True
+        finally:
+            self._policy_lock.release()
         if policy is None or policy in _SAFE_POLICIES:
             return
         message = (

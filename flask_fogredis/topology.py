@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from .cluster import ClusterProbe, build_cluster, node_client
+from .cluster import ClusterProbe, build_cluster, write_and_wait
 from .config import Settings
 from .connections import PoolQueue, build_pool, node_options, translated
 from .errors import RedisUnavailableError
@@ -63,13 +63,18 @@ def write_acknowledged(
     connection until ``replicas`` replicas have it, at most ``timeout``
     seconds; returns the write's reply. Raises :class:`RedisUnavailableError`
     when fewer acknowledge it: the write is on the primary, but a failover
-    could lose it."""
+    could lose it. On Cluster, a redirect or a lost node re-reads the layout
+    and sends both once more (see :func:`cluster.write_and_wait`); what still
+    fails raises :class:`RedisUnavailableError` too."""
+    wait_ms = max(1, round(timeout * 1000))
     with translated(settings):
-        plain = node_client(client, key) if settings.target.is_cluster else client
-        pipe = plain.pipeline(transaction=False)
-        pipe.execute_command(*command)
-        pipe.execute_command("WAIT", replicas, max(1, round(timeout * 1000)))
-        reply, acknowledged = pipe.execute()
+        if settings.target.is_cluster:
+            reply, acknowledged = write_and_wait(client, key, command, replicas, wait_ms)
+        else:
+            pipe = client.pipeline(transaction=False)
+            pipe.execute_command(*command)
+            pipe.execute_command("WAIT", replicas, wait_ms)
+            reply, acknowledged = pipe.execute()
     if int(acknowledged) < replicas:
         raise RedisUnavailableError(
             f"Only {acknowledged} of {replicas} replicas acknowledged the write within "

@@ -247,3 +247,12 @@ def test_every_option_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for option in OPTIONS:
         assert f"`REDIS_{option.name}`" in readme, option.name
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "redis+cluster://127.0.0.1:7000", "unix:///tmp/r.sock"]
+)
+def test_certificate_keys_without_tls_are_refused(url: str) -> None:
+    app = make_app(REDIS_URL=url, REDIS_SSL_CA_CERTS="/etc/ssl/ca.pem")
+    with pytest.raises(ConfigurationError, match=r"REDIS_SSL_CA_CERTS is set but .*rediss://"):
+        FogRedis(app)

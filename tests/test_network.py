@@ -113,8 +113,10 @@ def test_tls(tmp_path: Path, redis_factory: ServerFactory) -> None:
 
     untrusted = make_app(REDIS_URL=f"rediss://127.0.0.1:{tls_port}/0")
     fog_untrusted = FogRedis(untrusted)
-    with untrusted.app_context(), pytest.raises(RedisUnavailableError):
+    with untrusted.app_context(), pytest.raises(RedisUnavailableError) as caught:
         fog_untrusted.get("over-tls")
+    assert "TLS handshake failed" in str(caught.value)
+    assert "REDIS_SSL_CA_CERTS" in str(caught.value)
 
 
 def test_unix_socket(tmp_path: Path, redis_factory: ServerFactory) -> None:

@@ -527,3 +527,30 @@ def test_log_out_everywhere_compares_the_session_start_when_the_token_has_one() 
     assert client.get("/protected", headers=bearer(plain)).status_code == 200
     odd = _foreign_token(jti="odd", auth_time="yesterday")
     assert client.get("/protected", headers=bearer(odd)).status_code == 401
+
+
+def test_an_unreadable_eviction_policy_is_read_again_later(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flask_fogredis import revocation
+
+    replies: list[Any] = [redis.ConnectionError("a shard is down"), "allkeys-lru"]
+
+    def read_policy(self: Any) -> str | None:
+        reply = replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return str(reply)
+
+    monkeypatch.setattr(revocation.Revocations, "_read_policy", read_policy)
+    monkeypatch.setattr(revocation, "_POLICY_RETRY", 0)
+    app, _, _ = jwt_app()
+    client = app.test_client()
+    with app.app_context():
+        token = create_access_token("alice")
+    with caplog.at_level(logging.WARNING, logger="flask_fogredis"):
+        assert client.get("/protected", headers=bearer(token)).status_code == 200
+        assert "Cannot read maxmemory-policy now" in caplog.text
+        assert client.get("/protected", headers=bearer(token)).status_code == 200
+    assert replies == []  # read again, and found
+    assert "allkeys-lru" in caplog.text

@@ -287,3 +287,12 @@ def test_a_full_redis_still_answers_the_check_and_refuses_new_revocations(
         assert "maxmemory" in str(raised.value)
         assert PASSWORD not in str(raised.value)
     assert client.get("/protected", headers=bearer(other)).status_code == 200
+
+
+def test_a_refused_revocation_names_no_identity(redis_factory: ServerFactory) -> None:
+    server = redis_factory("--maxmemory", "1", "--maxmemory-policy", "noeviction")
+    app, fog, _ = jwt_app(server.url, REDIS_JWT_WAIT_REPLICAS=1)
+    with app.app_context(), pytest.raises(RedisCommandError) as caught:
+        fog.revoke_all_tokens("identity-to-keep-out-of-logs")
+    assert "OutOfMemoryError" in str(caught.value)
+    assert "identity-to-keep-out-of-logs" not in str(caught.value)

@@ -5,6 +5,7 @@ its stampede lock, the health report, and the pools."""
 from __future__ import annotations
 
 import inspect
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -248,6 +249,32 @@ def test_cache_entries_views_and_clearing(topology: Topology) -> None:
     assert calls == [0, 1, 2, 3, 4, 1]
 
 
+def test_a_clear_during_a_computation_is_not_undone_by_it(topology: Topology) -> None:
+    app, fog = topology.app()
+    computing, finish = threading.Event(), threading.Event()
+    answers = iter(["read before the write", "read after the write"])
+    namespace = f"cleared-{topology.kind}"
+
+    @app.get("/report")
+    @fog.cached(namespace, ttl=60)
+    def report() -> str:
+        answer = next(answers)
+        computing.set()
+        finish.wait(5)
+        return answer
+
+    first = threading.Thread(target=app.test_client().get, args=("/report",))
+    first.start()
+    computing.wait(5)
+    with app.app_context():
+        fog.cache_clear_namespace(namespace)  # the data changed meanwhile
+    finish.set()
+    first.join(5)
+    response = app.test_client().get("/report")
+    assert (response.headers["X-Cache"], response.get_data()) == ("MISS", b"read after the write")
+    assert app.test_client().get("/report").headers["X-Cache"] == "HIT"
+
+
 def test_stampede_lock(topology: Topology) -> None:
     app, fog = topology.app(REDIS_POOL_SIZE=20)
     calls: list[int] = []
@@ -401,6 +428,12 @@ def test_cli_on_both(topology: Topology) -> None:
     assert runner.invoke(args=["fogredis", "ping"]).exit_code == 0
     info = runner.invoke(args=["fogredis", "info"])
     assert info.exit_code == 0 and "Redis 7" in info.output
+    if topology.kind == "cluster":  # every node, not one node as the whole cluster
+        assert "6, 3 primaries" in info.output
+        for server in topology.servers:
+            role = server.admin().info("replication")["role"]
+            shown = "Redis 7" if role == "master" else "replica of 127.0.0.1:"
+            assert re.search(f"127.0.0.1:{server.port}: +{shown}", info.output), info.output
     bare = runner.invoke(args=["fogredis", "revoke", jti])
     if topology.kind == "cluster":
         assert bare.exit_code == 1 and "identity" in bare.output
@@ -410,3 +443,19 @@ def test_cli_on_both(topology: Topology) -> None:
     assert named.exit_code == 0, named.output
     assert app.test_client().get("/protected", headers=bearer(token)).status_code == 401
     assert runner.invoke(args=["fogredis", "clear-cache", "nothing-here"]).exit_code == 0
+
+
+def test_a_full_cluster_node_is_unavailable(cluster_set: ClusterSet) -> None:
+    app, fog = Topology("cluster", cluster_set.url(), {}, cluster_set.nodes).jwt_app()
+    with app.app_context():
+        token = create_access_token("full-node-user")
+    admin = cluster_set.primary_of("{full-node-user}").admin()
+    admin.config_set("maxclients", int(admin.info("clients")["connected_clients"]))
+    try:
+        response = app.test_client().get("/protected", headers=bearer(token))
+        # The server's refusal, or (redis-py 5) the socket it then closes.
+        with app.app_context(), pytest.raises(RedisUnavailableError):
+            fog.revoke_all_tokens("full-node-user")
+    finally:
+        admin.config_set("maxclients", 10000)
+    assert response.status_code == 503
