@@ -16,6 +16,8 @@ from flask_jwt_extended import (
     jwt_required,
 )
 
+from flask_fogredis import TokenError
+
 from .errors import InvalidInput, json_body
 from .extensions import fog
 from .users import authenticate
@@ -102,7 +104,19 @@ def admin_revoke() -> tuple[dict[str, Any], int]:
         fog.revoke_all_tokens(body["username"])
         return {"revoked": {"username": body["username"]}}, 200
     if isinstance(body.get("jti"), str) and body["jti"]:
-        fog.blacklist_token(body["jti"], current_app.config["JWT_REFRESH_TOKEN_EXPIRES"])
+        identity = body.get("identity")
+        if identity is not None and not isinstance(identity, str):
+            raise InvalidInput("identity must be a string (the token's username).")
+        try:
+            fog.blacklist_token(
+                body["jti"], current_app.config["JWT_REFRESH_TOKEN_EXPIRES"], identity=identity
+            )
+        except TokenError:
+            # On Redis Cluster a jti is stored next to its identity's marker.
+            raise InvalidInput(
+                "On Redis Cluster give the token's identity too: "
+                '{"jti": "...", "identity": "<username>"}.'
+            ) from None
         return {"revoked": {"jti": body["jti"]}}, 200
     raise InvalidInput("Give a non-empty jti or username (strings).")
 

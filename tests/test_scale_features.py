@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -459,3 +460,41 @@ def test_a_full_cluster_node_is_unavailable(cluster_set: ClusterSet) -> None:
     finally:
         admin.config_set("maxclients", 10000)
     assert response.status_code == 503
+
+
+def test_the_examples_admin_revoke_asks_for_the_identity_on_a_cluster(
+    cluster_set: ClusterSet, tmp_path: Path
+) -> None:
+    from flask_jwt_extended import decode_token
+
+    from example_app import create_app
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "REDIS_URL": cluster_set.url(),
+            "REPORT_COMPUTE_SECONDS": 0,
+            "JWT_SECRET_KEY": "a-test-key-that-is-long-enough-for-hs256-5b1d",
+            "REPORTS_DATABASE": str(tmp_path / "reports.sqlite3"),
+        }
+    )
+    client = app.test_client()
+
+    def login(username: str) -> str:
+        answer = client.post(
+            "/auth/login", json={"username": username, "password": "demo-password"}
+        )
+        assert answer.status_code == 200, answer.json
+        return str(answer.json["access_token"])  # type: ignore[index]
+
+    admin, alice = login("admin"), login("alice")
+    with app.app_context():
+        jti = decode_token(alice)["jti"]
+    as_admin = {"Authorization": f"Bearer {admin}"}
+    bare = client.post("/admin/revoke", headers=as_admin, json={"jti": jti})
+    assert bare.status_code == 400
+    assert "identity" in bare.json["error"]  # type: ignore[index]
+    assert client.get("/me", headers={"Authorization": f"Bearer {alice}"}).status_code == 200
+    named = client.post("/admin/revoke", headers=as_admin, json={"jti": jti, "identity": "alice"})
+    assert named.status_code == 200
+    assert client.get("/me", headers={"Authorization": f"Bearer {alice}"}).status_code == 401
