@@ -295,6 +295,10 @@ class Cache:
         cache does not answer those)."""
         found = self._credentials or self._read_credentials()
         environ = req.environ
+        # A body may carry a token (flask-jwt-extended's "json" location),
+        # and the key never covers it; REMOTE_USER is the server's own login.
+        if "REMOTE_USER" in environ or _has_body(environ):
+            return True
         # Plain loops: this runs on every hit, and generators cost more.
         for name in found.headers:
             if name in environ:
@@ -566,10 +570,14 @@ class _Vary:
         # The header as sent (after any ProxyFix), not ``req.host``, whose
         # checks cost as much as the rest of the key.
         environ = req.environ
-        host = (
-            environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+        scheme = environ["wsgi.url_scheme"]
+        sent = environ.get("HTTP_HOST")
+        host = _normal_host(
+            sent or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}", scheme
         )
-        parts = [environ["wsgi.url_scheme"], host.lower(), req.path, query]
+        # The mount point too: behind ProxyFix(x_prefix=...) it comes from a
+        # header, and the view builds its URLs under it.
+        parts = [scheme, host, environ.get("SCRIPT_NAME", ""), req.path, query]
         parts += [f"{name}={req.headers.get(name, '')}" for name in self.headers]
         if self.identity:
             parts.append(f"sub={_identity()}")
@@ -577,6 +585,24 @@ class _Vary:
             parts.append(f"fn={self.key_func(req)}")
         text = "\n".join(parts)
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _normal_host(host: str, scheme: str) -> str:
+    """``host`` as one spelling: lower case, no trailing dot, no default
+    port, so that ``Example.com.:80`` makes no entry of its own."""
+    host = host.lower()
+    default = _DEFAULT_PORTS.get(scheme)
+    if default and host.endswith(default):
+        host = host[: -len(default)]
+    return host.rstrip(".")
+
+
+def _has_body(environ: dict[str, Any]) -> bool:
+    length = environ.get("CONTENT_LENGTH")
+    return bool(length and length != "0") or "HTTP_TRANSFER_ENCODING" in environ
 
 
 def _identity() -> str:

@@ -266,9 +266,18 @@ class Revocations:
         marker = values[-1] if identity is not None else None
         if marker is None:
             return False
+        try:
+            revoked_at = float(marker)
+        except (TypeError, ValueError):
+            # Not a time FogRedis wrote: it cannot vouch for any token.
+            self._outage_log.warning(
+                "revocation-marker",
+                "A log-out-everywhere marker is not a time; that identity's tokens are refused",
+            )
+            return True
         began = _session_start(payload)
         # No start time: it cannot be shown to postdate the revocation.
-        return began is None or began <= float(marker) + leeway_of(current_app.config)
+        return began is None or began <= revoked_at + leeway_of(current_app.config)
 
     def _read(self, keys: list[str]) -> list[Any]:
         """MGET ``keys``, from the near cache when it has them all."""

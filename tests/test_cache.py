@@ -535,6 +535,71 @@ def test_absolute_urls_cannot_be_poisoned_through_the_host_header() -> None:
     assert (again.headers["X-Cache"], again.get_data()) == ("HIT", b"http://shop.example/links")
 
 
+def test_a_token_in_a_json_body_bypasses_the_cache() -> None:
+    app, _, calls = _jwt_cached_app(JWT_TOKEN_LOCATION=["json"])
+    client = app.test_client()
+    with app.app_context():
+        alice = create_access_token("alice")
+    first = client.get("/account", json={"access_token": alice})
+    assert (first.get_data(), first.headers["X-Cache"]) == (b"account of alice", "BYPASS")
+    # Nothing was stored for the callers that come after.
+    anonymous = client.get("/news", json={"anything": 1})
+    assert anonymous.headers["X-Cache"] == "BYPASS"
+    assert client.get("/news").headers["X-Cache"] == "MISS"
+    assert calls == ["account", "news", "news"]
+
+
+def test_a_server_login_bypasses_the_cache() -> None:
+    app, _, calls = _jwt_cached_app()
+    client = app.test_client()
+    logged_in = client.get("/news", environ_base={"REMOTE_USER": "alice"})
+    assert logged_in.headers["X-Cache"] == "BYPASS"
+    assert client.get("/news").headers["X-Cache"] == "MISS"
+    assert calls == ["news", "news"]
+
+
+def test_the_mount_point_is_in_the_key() -> None:
+    app = make_app(REDIS_URL="memory://")
+    fog = FogRedis(app)
+
+    @app.get("/links")
+    @fog.cached("links", ttl=60)
+    def links() -> str:
+        return url_for("links", _external=True)
+
+    client = app.test_client()
+    planted = client.get("/links", base_url="http://localhost/evil")
+    assert planted.get_data() == b"http://localhost/evil/links"
+    honest = client.get("/links")
+    assert (honest.headers["X-Cache"], honest.get_data()) == ("MISS", b"http://localhost/links")
+
+
+@pytest.mark.parametrize(
+    ("spelling", "base_url"),
+    [
+        ("Shop.Example.", "http://x"),
+        ("shop.example:80", "http://x"),
+        ("shop.example:443", "https://x"),
+    ],
+)
+def test_one_host_spelled_differently_is_one_entry(spelling: str, base_url: str) -> None:
+    app = make_app(REDIS_URL="memory://")
+    fog = FogRedis(app)
+    calls: list[str] = []
+
+    @app.get("/page")
+    @fog.cached("page", ttl=60)
+    def page() -> str:
+        calls.append("page")
+        return "page"
+
+    client = app.test_client()
+    client.get("/page", headers={"Host": "shop.example"}, base_url=base_url)
+    again = client.get("/page", headers={"Host": spelling}, base_url=base_url)
+    assert again.headers["X-Cache"] == "HIT"
+    assert calls == ["page"]
+
+
 def test_warming_a_full_url_fills_that_hosts_entry(
     cached_app: tuple[Flask, FogRedis, list[str]],
 ) -> None:

@@ -531,6 +531,16 @@ def test_log_out_everywhere_compares_the_session_start_when_the_token_has_one() 
     assert client.get("/protected", headers=bearer(odd)).status_code == 401
 
 
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_a_marker_that_is_not_a_time_refuses_rather_than_fails(fail_open: bool) -> None:
+    app, fog, _ = jwt_app(REDIS_JWT_FAIL_OPEN=fail_open)
+    client = app.test_client()
+    with app.app_context():
+        token = create_access_token("alice")
+        fog.client.set("fog:jwt:sub:alice", "garbage")
+    assert client.get("/protected", headers=bearer(token)).status_code == 401
+
+
 def test_an_unreadable_eviction_policy_is_read_again_later(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
