@@ -8,6 +8,11 @@ from typing import Any
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
+from flask_fogredis import RedisCommandError, RedisUnavailableError
+
+# Seconds a client waits before it tries a failed write again.
+RETRY_AFTER = 2
+
 
 class InvalidInput(Exception):
     """A request body that is not what the endpoint takes: answered 400."""
@@ -44,6 +49,19 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[dict[str, str], int]:
         return {"error": exc.description or exc.name}, exc.code or 500
+
+    @app.errorhandler(RedisUnavailableError)
+    @app.errorhandler(RedisCommandError)
+    def redis_failed(exc: Exception) -> tuple[dict[str, str], int, dict[str, str]]:
+        # A logout or revoke that Redis could not store (down, full,
+        # read-only): the token stays valid, so say so and ask for a retry.
+        # The message names no host, port or password; the log line keeps it.
+        app.logger.warning("Redis could not serve %s: %s", request.path, exc)
+        return (
+            {"error": "The store is unavailable; nothing was changed. Try again shortly."},
+            503,
+            {"Retry-After": str(RETRY_AFTER)},
+        )
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[dict[str, str], int]:

@@ -489,3 +489,35 @@ def test_liveness_answers_without_redis(tmp_path: Path) -> None:
     client = app.test_client()
     assert client.get("/healthz").json == {"status": "ok"}
     assert client.get("/health/redis").status_code == 503
+
+
+def test_a_revocation_redis_cannot_store_is_a_503_not_a_500(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    app = create_app(
+        {
+            "TESTING": True,
+            "REDIS_URL": redis_server.url,
+            "JWT_SECRET_KEY": JWT_KEY,
+            "REPORTS_DATABASE": str(tmp_path / "reports.sqlite3"),
+        }
+    )
+    client = app.test_client()
+    tokens = login(client)
+    admin = redis_server.admin()
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", max(1, int(admin.info("memory")["used_memory"]) - 1024))
+    try:
+        for path, body in (
+            ("/auth/logout", {"refresh_token": tokens["refresh_token"]}),
+            ("/auth/logout-everywhere", None),
+        ):
+            answer = client.post(path, headers=auth(tokens["access_token"]), json=body)
+            assert answer.status_code == 503, (path, answer.json)
+            assert answer.headers["Retry-After"] == "2"
+            text = answer.get_data(as_text=True)
+            assert str(redis_server.port) not in text and "127.0.0.1" not in text
+    finally:
+        admin.config_set("maxmemory", 0)
+    # Nothing was revoked: the token still works, and the logout can be tried again.
+    assert client.get("/me", headers=auth(tokens["access_token"])).status_code == 200
