@@ -1,12 +1,14 @@
 # `make run`: the example app under gunicorn (embedded store unless REDIS_URL is set).
 # `make test`: installs everything, then lint, types and the whole test suite.
 # `make bench`: measures us against the peers (README, "Benchmarks"), in a venv of its own.
+# `make test-matrix`: the suite on the other supported Python and redis-py versions.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_VENV ?= .venv-bench
 
-.PHONY: run test lint types pytest test-redis5 install bench clean
+.PHONY: run test lint types pytest test-matrix install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +34,45 @@ types:
 pytest:
 	$(BIN)/python -m pytest --cov --cov-report=term
 
-# The oldest redis-py supported, in an environment of its own.
-test-redis5: $(BIN)/python
-	$(PYTHON) -m venv .venv-redis5
-	.venv-redis5/bin/python -m pip install -q --upgrade pip
-	.venv-redis5/bin/python -m pip install -q -e ".[dev]" "redis==5.0.1"
+# The version matrix: the Python and redis-py pairs tested besides `make test`
+# (the default Python, the newest redis-py), each as py<python>-redis<redis-py>.
+# The whole suite runs on the oldest and the newest pair; on the others, the
+# tests that talk to a real redis-server (all but those marked `memory`).
+# redis-py 7.0.x is what pip picks on Python 3.9 (7.1 and 8.x need 3.10).
+MATRIX_FULL := py3.9-redis5.0.1 py3.13-redis8.1.0
+MATRIX_NETWORK := py3.9-redis7.0.1 py3.10-redis6.4.0 py3.12-redis7.4.1
+MATRIX := $(MATRIX_FULL) $(MATRIX_NETWORK)
+
+# One venv per cell, e.g. .venv-py3.9-redis5.0.1, from the stem "3.9-redis5.0.1".
+cell_python = $(firstword $(subst -redis, ,$*))
+cell_redis = $(lastword $(subst -redis, ,$*))
+
+.venv-py%/.installed: pyproject.toml
+	rm -rf .venv-py$*
+	python="$$(./scripts/find-python $(cell_python))" && "$$python" -m venv .venv-py$*
+	.venv-py$*/bin/python -m pip install -q --upgrade pip
+	.venv-py$*/bin/python -m pip install -q -e ".[dev]" "redis==$(cell_redis)"
+	touch $@
+.PRECIOUS: .venv-py%/.installed
+
+# One cell: `make test-py3.9-redis5.0.1`. Its closing line goes to .matrix/.
+test-py%: .venv-py%/.installed
 	./scripts/ensure-redis-server
-	.venv-redis5/bin/python -m pytest -q -p no:cacheprovider
+	@mkdir -p .matrix
+	@.venv-py$*/bin/python -c 'import platform, redis; print(f"== py$*: Python {platform.python_version()}, redis-py {redis.__version__}, $(if $(filter py$*,$(MATRIX_FULL)),whole suite,network tests) ==")'
+	set -o pipefail; .venv-py$*/bin/python -m pytest -q -p no:cacheprovider \
+		$(if $(filter py$*,$(MATRIX_FULL)),,-m "not memory") | tee .matrix/py$*.log
+
+# Every cell, one after the other (each starts its own servers), then a line
+# per cell; fails when any cell failed or is missing its interpreter.
+test-matrix:
+	@rm -rf .matrix && mkdir .matrix
+	@failed=0; for cell in $(MATRIX); do \
+		start=$$SECONDS; \
+		if $(MAKE) --no-print-directory test-$$cell; then status=ok; else status=FAILED; failed=1; fi; \
+		echo "$$cell: $$status in $$((SECONDS - start)) s: $$(tail -n 1 .matrix/$$cell.log 2>/dev/null | sed 's/^=* *//; s/ *=*$$//')" >> .matrix/summary; \
+	done; \
+	echo "== test-matrix =="; cat .matrix/summary; exit $$failed
 
 $(BENCH_VENV)/bin/python:
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -52,4 +86,4 @@ bench: $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) bench/results .venv-redis5 .mypy_cache .pytest_cache .ruff_cache .coverage*
+	rm -rf $(VENV) $(BENCH_VENV) bench/results .venv-py* .matrix .mypy_cache .pytest_cache .ruff_cache .coverage*
