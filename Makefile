@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_VENV ?= .venv-bench
 
-.PHONY: run test lint types pytest test-matrix install bench clean
+.PHONY: run test lint types pytest test-matrix matrix-pythons install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ test-py%: .venv-py%/.installed
 	@.venv-py$*/bin/python -c 'import platform, redis; print(f"== py$*: Python {platform.python_version()}, redis-py {redis.__version__}, $(if $(filter py$*,$(MATRIX_FULL)),whole suite,network tests) ==")'
 	set -o pipefail; .venv-py$*/bin/python -m pytest -q -p no:cacheprovider \
 		$(if $(filter py$*,$(MATRIX_FULL)),,-m "not memory") | tee .matrix/py$*.log
+
+# Where each Python of the matrix is; fails naming the first one missing.
+matrix-pythons:
+	@for version in $(sort $(foreach cell,$(MATRIX),$(firstword $(subst -redis, ,$(cell:py%=%))))); do \
+		path="$$(./scripts/find-python $$version)" || exit 1; echo "Python $$version: $$path"; \
+	done
 
 # Every cell, one after the other (each starts its own servers), then a line
 # per cell; fails when any cell failed or is missing its interpreter.
