@@ -42,6 +42,8 @@ pytest:
 MATRIX_FULL := py3.9-redis5.0.1 py3.13-redis8.1.0
 MATRIX_NETWORK := py3.9-redis7.0.1 py3.10-redis6.4.0 py3.12-redis7.4.1
 MATRIX := $(MATRIX_FULL) $(MATRIX_NETWORK)
+# Passed to pytest in every cell, e.g. PYTEST_ARGS="-x tests/test_network.py".
+PYTEST_ARGS ?=
 
 # One venv per cell, e.g. .venv-py3.9-redis5.0.1, from the stem "3.9-redis5.0.1".
 cell_python = $(firstword $(subst -redis, ,$*))
@@ -55,13 +57,13 @@ cell_redis = $(lastword $(subst -redis, ,$*))
 	touch $@
 .PRECIOUS: .venv-py%/.installed
 
-# One cell: `make test-py3.9-redis5.0.1`. Its closing line goes to .matrix/.
+# One cell: `make test-py3.9-redis5.0.1`. Its output is kept in .matrix/.
 test-py%: .venv-py%/.installed
 	./scripts/ensure-redis-server
 	@mkdir -p .matrix
 	@.venv-py$*/bin/python -c 'import platform, redis; print(f"== py$*: Python {platform.python_version()}, redis-py {redis.__version__}, $(if $(filter py$*,$(MATRIX_FULL)),whole suite,network tests) ==")'
 	set -o pipefail; .venv-py$*/bin/python -m pytest -q -p no:cacheprovider \
-		$(if $(filter py$*,$(MATRIX_FULL)),,-m "not memory") | tee .matrix/py$*.log
+		$(if $(filter py$*,$(MATRIX_FULL)),,-m "not memory") $(PYTEST_ARGS) 2>&1 | tee .matrix/py$*.log
 
 # Where each Python of the matrix is; fails naming the first one missing.
 matrix-pythons:
@@ -75,8 +77,8 @@ test-matrix:
 	@rm -rf .matrix && mkdir .matrix
 	@failed=0; for cell in $(MATRIX); do \
 		start=$$SECONDS; \
-		if $(MAKE) --no-print-directory test-$$cell; then status=ok; else status=FAILED; failed=1; fi; \
-		echo "$$cell: $$status in $$((SECONDS - start)) s: $$(tail -n 1 .matrix/$$cell.log 2>/dev/null | sed 's/^=* *//; s/ *=*$$//')" >> .matrix/summary; \
+		if $(MAKE) --no-print-directory test-$$cell; then status=ok; else status="FAILED (.matrix/$$cell.log)"; failed=1; fi; \
+		echo "$$cell: $$status in $$((SECONDS - start)) s: $$(grep -E ' in [0-9.]+s' .matrix/$$cell.log 2>/dev/null | tail -n 1 | sed 's/^=* *//; s/ *=*$$//')" >> .matrix/summary; \
 	done; \
 	echo "== test-matrix =="; cat .matrix/summary; exit $$failed
 
