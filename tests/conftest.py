@@ -12,6 +12,28 @@ from .servers import RedisServer, silent_socket
 
 ServerFactory = Callable[..., RedisServer]
 
+# Modules whose tests run on the embedded store (memory://) and start no
+# server: the version matrix's middle cells leave them out (`-m "not memory"`)
+# and spend their time on what differs between redis-py versions, the wire.
+_MEMORY_MODULES = frozenset(
+    {
+        "test_cache.py",
+        "test_config.py",
+        "test_example_app.py",
+        "test_health.py",
+        "test_revocation.py",
+    }
+)
+_SERVER_FIXTURES = frozenset({"redis_factory", "redis_server", "silent_port"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks ``memory`` the tests of those modules that ask for no server."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.name in _MEMORY_MODULES and not fixtures & _SERVER_FIXTURES:
+            item.add_marker(pytest.mark.memory)
+
 
 @pytest.fixture(autouse=True)
 def _close_pools_after_each_test() -> Iterator[None]:

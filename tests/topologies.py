@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -126,7 +126,7 @@ class SentinelSet:
 
     def _settled(self) -> bool:
         for sentinel in self.sentinels:
-            state: Any = sentinel.admin().sentinel_master(SERVICE)
+            state = _master_state(sentinel)
             if int(state["num-other-sentinels"]) < 2 or int(state["num-slaves"]) < 1:
                 return False
         return True
@@ -138,9 +138,8 @@ class SentinelSet:
         return f"{scheme}://{auth}{','.join(hosts)}/{SERVICE}/0"
 
     def master_address(self) -> tuple[str, int]:
-        address: Any = self.sentinels[0].admin().sentinel_get_master_addr_by_name(SERVICE)
-        host, port = address
-        return str(host), int(port)
+        state = _master_state(self.sentinels[0])
+        return str(state["ip"]), int(state["port"])
 
     def server_at(self, port: int) -> RedisServer:
         assert self.replica is not None
@@ -150,6 +149,14 @@ class SentinelSet:
         for server in [*self.sentinels, self.replica, self.master]:
             if server is not None:
                 server.stop()
+
+
+def _master_state(sentinel: RedisServer) -> dict[str, Any]:
+    """What ``sentinel`` knows of the master, read with SENTINEL MASTERS: on
+    a plain client, redis-py 7.0's SENTINEL MASTER and GET-MASTER-ADDR-BY-NAME
+    fail in their reply parsers (an unexpected ``return_responses``)."""
+    masters: Any = sentinel.admin().sentinel_masters()
+    return cast(dict[str, Any], masters[SERVICE])
 
 
 def cluster_info(admin: redis.Redis) -> dict[str, str]:
