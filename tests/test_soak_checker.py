@@ -14,7 +14,9 @@ from bench.soak import check
 T0 = 1_700_000_000.0
 
 
-def token(jti: str, sub: str = "alice", auth_time: float = T0 - 10, kind: str = "access") -> dict[str, Any]:
+def token(
+    jti: str, sub: str = "alice", auth_time: float = T0 - 10, kind: str = "access"
+) -> dict[str, Any]:
     return {"jti": jti, "sub": sub, "type": kind, "auth_time": int(auth_time)}
 
 
@@ -244,5 +246,5 @@ def test_a_clean_history_passes_and_reads_from_a_file(tmp_path: Path) -> None:
 def test_load_refuses_a_line_that_is_not_an_object(tmp_path: Path) -> None:
     path = tmp_path / "history.jsonl"
     path.write_text('{"type": "fault"}\n[1, 2]\n')
-    with pytest.raises(ValueError, match="history.jsonl:2"):
+    with pytest.raises(ValueError, match=r"history\.jsonl:2"):
         check.load(path)

@@ -42,7 +42,7 @@ def build() -> Flask:
     )
 
     @flask_app.get("/soak/profile")
-    @jwt_required()
+    @jwt_required()  # type: ignore[untyped-decorator]
     @fog.cached("soak-profile", ttl=30, vary_on_identity=True)
     def profile() -> dict[str, Any]:
         return {"username": get_jwt_identity(), "computed_at": time.time()}

@@ -273,7 +273,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def latencies(history: Sequence[Record]) -> tuple[list[float], list[float]]:
     """Durations of the load's answered requests outside and during faults."""
     fault_list = faults(history)
-    outside, inside = [], []
+    outside: list[float] = []
+    inside: list[float] = []
     for r in requests(history):
         if r.get("phase") != "load" or int(r.get("status", 0)) == 0:
             continue
@@ -364,12 +365,12 @@ def check(history: Sequence[Record], window: float = 1.0, grace: float = 1.0) ->
     add(Line("faults never recovered from", str(never), "0", never == 0))
 
     outside, inside = latencies(history)
-    for name, values in (("outside faults", outside), ("during faults", inside)):
-        p99 = percentile(values, 0.99)
+    for name, durations in (("outside faults", outside), ("during faults", inside)):
+        p99 = percentile(durations, 0.99)
         add(
             Line(
                 f"p99 latency {name}",
-                "n/a" if p99 is None else f"{p99 * 1000:.1f} ms ({len(values)} requests)",
+                "n/a" if p99 is None else f"{p99 * 1000:.1f} ms ({len(durations)} requests)",
             )
         )
     return report
@@ -380,10 +381,14 @@ def format_table(report: Report) -> str:
     failure."""
     width = max(len(line.name) for line in report.lines)
     value_width = max(len(line.value) for line in report.lines)
-    rows = [f"{'check':<{width}}  {'value':<{value_width}}  want  result"]
+    want_width = max(4, *(len(line.want) for line in report.lines))
+    rows = [f"{'check':<{width}}  {'value':<{value_width}}  {'want':<{want_width}}  result"]
     for line in report.lines:
         verdict = "" if line.ok is None else ("PASS" if line.ok else "FAIL")
-        rows.append(f"{line.name:<{width}}  {line.value:<{value_width}}  {line.want:<4}  {verdict}")
+        rows.append(
+            f"{line.name:<{width}}  {line.value:<{value_width}}  "
+            f"{line.want:<{want_width}}  {verdict}".rstrip()
+        )
     rows.append("soak: " + ("PASS" if report.passed else "FAIL"))
     for name, examples in report.examples.items():
         if examples:

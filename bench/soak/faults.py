@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -20,9 +21,9 @@ PAUSE_MS = 2000
 LATENCY_SECONDS = 10.0
 FULL_SECONDS = 5.0
 KILL_DOWN_SECONDS = 1.0
-# Bytes above what Redis uses when "full" starts: small enough that the
-# next writes are refused, large enough not to refuse the injector itself.
-FULL_HEADROOM = 64 * 1024
+# Bytes above what Redis uses when "full" starts: the next few writes fill
+# it, and every write after them is refused (CONFIG SET is still allowed).
+FULL_HEADROOM = 1024
 
 
 def kill9(topology: Topology) -> None:
@@ -53,7 +54,8 @@ def latency(topology: Topology) -> None:
 
 def full(topology: Topology) -> None:
     admin = topology.primary().admin()
-    used = int(admin.info("memory")["used_memory"])
+    memory: Any = admin.info("memory")
+    used = int(memory["used_memory"])
     admin.config_set("maxmemory", used + FULL_HEADROOM)
     try:
         time.sleep(FULL_SECONDS)
@@ -103,6 +105,8 @@ def run(
                 errors.append(f"{kind}: {type(exc).__name__}: {exc}")
                 return
             finally:
-                history.add({"type": "fault", "kind": kind, "t_start": t_start, "t_end": time.time()})
+                history.add(
+                    {"type": "fault", "kind": kind, "t_start": t_start, "t_end": time.time()}
+                )
             if stop.wait(QUIET_SECONDS):
                 return

@@ -165,7 +165,11 @@ def user_loop(
             )
         elif roll < 0.88:
             status, body = client.call(
-                "refresh", "POST", "/auth/refresh", refresh, revokes={"jtis": [claims(refresh)["jti"]]}
+                "refresh",
+                "POST",
+                "/auth/refresh",
+                refresh,
+                revokes={"jtis": [claims(refresh)["jti"]]},
             )
             if status == 200:
                 revoked.add(client.user, "refresh", refresh)

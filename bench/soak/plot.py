@@ -51,14 +51,21 @@ def timeline(history: Sequence[check.Record], path: Path, title: str) -> None:
     last = max(max(s, default=0) for s in series.values())
     seconds = list(range(last + 1))
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
-    styles = {"2xx": "tab:green", "401/403/422": "tab:blue", "503": "tab:orange", "unexpected": "black"}
+    styles = {
+        "2xx": "tab:green",
+        "401/403/422": "tab:blue",
+        "503": "tab:orange",
+        "unexpected": "black",
+    }
     for name, counts in series.items():
         top.plot(seconds, [counts.get(s, 0) for s in seconds], label=name, color=styles[name])
     top.set_ylabel("answers per second")
     top.set_title(title)
-    p99 = [1000 * (check.percentile(durations[s], 0.99) or 0) for s in seconds]
-    bottom.plot(seconds, p99, color="tab:gray", label="p99 latency")
-    bottom.set_yscale("symlog", linthresh=10)
+    # Seconds with no answer are left out, not drawn as zero latency.
+    busy = [s for s in seconds if durations[s]]
+    p99 = [1000 * (check.percentile(durations[s], 0.99) or 0.0) for s in busy]
+    bottom.plot(busy, p99, color="tab:gray", marker=".", label="p99 latency")
+    bottom.set_yscale("log")
     bottom.set_ylabel("p99 latency (ms)")
     bottom.set_xlabel("seconds since start")
     seen: set[str] = set()

@@ -9,6 +9,7 @@ other: a CLIENT KILL or a dead Redis reaches the app as it would directly.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import sys
@@ -34,10 +35,8 @@ def _pump(source: socket.socket, sink: socket.socket, delayed: bool) -> None:
         pass
     finally:
         for side in (source, sink):
-            try:
+            with contextlib.suppress(OSError):
                 side.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             side.close()
 
 

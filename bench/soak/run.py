@@ -107,8 +107,9 @@ def _soak(
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         wait_until(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status
-            == 200,
+            lambda: (
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200
+            ),
             60,
             "gunicorn",
         )

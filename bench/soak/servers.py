@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -53,6 +54,18 @@ def wait_until(condition: object, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def _info(client: redis.Redis, section: str) -> dict[str, Any]:
+    """INFO ``section`` as a dict (redis-py's annotation allows other types)."""
+    answer: Any = client.info(section)
+    return dict(answer)
+
+
+def _master_state(sentinel: redis.Redis) -> dict[str, Any]:
+    """What one sentinel knows of the soak's primary."""
+    answer: Any = sentinel.sentinel_master(SERVICE)
+    return dict(answer)
+
+
 class Proxy:
     """One proxy process in front of one port."""
 
@@ -63,8 +76,11 @@ class Proxy:
             [sys.executable, "-m", "bench.soak.proxy", str(self.port), str(target_port)],
             cwd=ROOT,
         )
-        wait_until(lambda: socket.create_connection(("127.0.0.1", self.port), 1).close() or True,
-                   10, "the proxy")
+        wait_until(self._accepts, 10, "the proxy")
+
+    def _accepts(self) -> bool:
+        socket.create_connection(("127.0.0.1", self.port), 1).close()
+        return True
 
     def delay(self, on: bool) -> None:
         if self.process.poll() is None:
@@ -172,7 +188,7 @@ class SentinelSet(Topology):
         ).start()  # fmt: skip
         self.nodes.append(replica)
         wait_until(
-            lambda: first.admin().info("replication")["connected_slaves"] == 1,
+            lambda: _info(first.admin(), "replication")["connected_slaves"] == 1,
             20,
             "the replica to sync",
         )
@@ -189,9 +205,7 @@ class SentinelSet(Topology):
                 f"sentinel down-after-milliseconds {SERVICE} 3000\n"
                 f"sentinel failover-timeout {SERVICE} 10000\n"
             )
-            self.sentinels.append(
-                subprocess.Popen([str(first.binary), str(conf), "--sentinel"])
-            )
+            self.sentinels.append(subprocess.Popen([str(first.binary), str(conf), "--sentinel"]))
             ports.append(port)
         self.sentinel_ports = ports
         for port in ports:
@@ -200,8 +214,7 @@ class SentinelSet(Topology):
             )
         wait_until(
             lambda: all(
-                int(self._sentinel(p).sentinel_master(SERVICE)["num-other-sentinels"]) == 2
-                for p in ports
+                int(_master_state(self._sentinel(p))["num-other-sentinels"]) == 2 for p in ports
             ),
             30,
             "the sentinels to see each other",
@@ -214,7 +227,8 @@ class SentinelSet(Topology):
         return redis.Redis(port=port, socket_timeout=2, decode_responses=True)
 
     def _ask(self, port: int) -> tuple[str, int]:
-        host, proxied = self._sentinel(port).sentinel_get_master_addr_by_name(SERVICE)
+        answer: Any = self._sentinel(port).sentinel_get_master_addr_by_name(SERVICE)
+        host, proxied = answer
         return str(host), int(proxied)
 
     def primary(self) -> Redis:
@@ -233,7 +247,7 @@ class SentinelSet(Topology):
 
         def moved() -> bool:
             now = self.primary()
-            return now is not before and now.admin().info("replication")["role"] == "master"
+            return now is not before and _info(now.admin(), "replication")["role"] == "master"
 
         wait_until(moved, timeout, "the failover")
 
