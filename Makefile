@@ -5,13 +5,15 @@
 # `make peer-tests`: flask-jwt-extended's own test suite with FogRedis on every app it builds.
 # `make bench`: measures us against the peers (README, "Benchmarks"), in a venv of its own.
 # `make test-matrix`: the suite on the other supported Python and redis-py versions.
+# `make soak`: the chaos soak (docs/reliability.md): SOAK_SECONDS (600), SOAK_WORKER
+# (gthread|gevent), SOAK_TOPOLOGY (single|sentinel); exits non-zero if a correctness check fails.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_VENV ?= .venv-bench
 
-.PHONY: run test lint types docs pytest peer-tests test-matrix matrix-pythons install bench clean
+.PHONY: run test lint types docs pytest peer-tests test-matrix matrix-pythons install bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -111,6 +113,16 @@ bench: $(BENCH_VENV)/bin/python
 	./scripts/ensure-redis-server
 	./scripts/ensure-wrk
 	$(BENCH_VENV)/bin/python -m bench $(BENCH_ARGS)
+
+SOAK_SECONDS ?= 600
+SOAK_WORKER ?= gthread
+SOAK_TOPOLOGY ?= single
+
+soak: install
+	$(BIN)/python -m pip install -q "matplotlib>=3.5"
+	./scripts/ensure-redis-server
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_WORKER=$(SOAK_WORKER) SOAK_TOPOLOGY=$(SOAK_TOPOLOGY) \
+		$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) bench/results docs/_build docs/_generated .venv-py* .matrix .mypy_cache .pytest_cache .ruff_cache .coverage*
