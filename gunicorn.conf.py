@@ -14,6 +14,7 @@ from typing import Any
 from flask.helpers import get_debug_flag
 
 from example_app import fog
+from flask_fogredis import mark_process_dead
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 if os.environ.get("REDIS_URL"):
@@ -61,8 +62,6 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """With shared metrics, drop a dead worker's live gauges."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    """With shared metrics, drop a dead worker's live gauges and fold its
+    counts into the directory's archive, so the directory stays small."""
+    mark_process_dead(worker.pid)

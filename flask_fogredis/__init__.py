@@ -13,6 +13,7 @@ from .errors import (
     TokenError,
 )
 from .extension import FogRedis
+from .multiproc import mark_process_dead
 
 __all__ = [
     "CacheKeyError",
@@ -25,5 +26,6 @@ __all__ = [
     "RedisCommandError",
     "RedisUnavailableError",
     "TokenError",
+    "mark_process_dead",
 ]
 __version__ = "0.1.0"

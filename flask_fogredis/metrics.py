@@ -10,6 +10,7 @@ reports the sum over all workers, whichever worker answers.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .connections import PoolQueue, pool_stats
 from .errors import ConfigurationError
+from .multiproc import mark_process_dead
 from .probe import PingResult
 from .stats import Stats
 
@@ -267,6 +269,10 @@ def shared_metrics() -> SharedMetrics | None:
         if _shared is None:
             _check_multiprocess(directory)
             _shared = SharedMetrics()
+            # Whichever process exits (a worker after --max-requests, a CLI
+            # run) folds its own files; gunicorn's child_exit covers the
+            # workers that are killed.
+            atexit.register(lambda: mark_process_dead(os.getpid()))
         return _shared
 
 

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,10 @@ def _app_env(env: dict[str, str], main_port: int, cache_port: int, port: int) ->
         "@redis-cache:6379", f"@127.0.0.1:{cache_port}"
     )
     built["BIND"] = f"127.0.0.1:{port}"
+    # The service's tmpfs, here a fresh directory.
+    shared = Path(tempfile.mkdtemp(prefix="fogredis-metrics-"))
+    assert built["PROMETHEUS_MULTIPROC_DIR"] in app["tmpfs"]
+    built["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
     # Nothing of the test run's own environment may make the app lenient.
     built["FLASK_DEBUG"] = ""
     return built

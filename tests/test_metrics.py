@@ -289,6 +289,61 @@ def test_gunicorn_workers_report_sums_in_multiprocess_mode(
     assert "Traceback" not in log, log[-3000:]
 
 
+@pytest.mark.slow
+def test_the_shared_directory_stays_small_across_worker_restarts_and_cli_runs(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    env = {"REDIS_URL": redis_server.url, MULTIPROC_ENV: str(shared)}
+    server = Gunicorn(
+        "tests.apps.metrics_app:app",
+        env,
+        "--config",
+        "tests/apps/multiproc_gunicorn.py",
+        "--workers",
+        "2",
+        "--max-requests",
+        "3",
+        log=tmp_path / "gunicorn.log",
+    )
+    pids: set[str] = set()
+    try:
+        for n in range(60):
+            status, _, body = server.request(f"/hit/pages?{n}")
+            assert status == 200
+            pids.add(body.decode())
+        for _ in range(4):
+            cli = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "flask",
+                    "--app",
+                    "tests.apps.metrics_app",
+                    "fogredis",
+                    "ping",
+                ],
+                cwd=ROOT,
+                env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+                capture_output=True,
+                timeout=60,
+            )
+            assert cli.returncode == 0, cli.stderr
+        status, _, body = server.request("/metrics")
+        assert status == 200
+        samples = parse(body.decode())
+    finally:
+        server.stop()
+    # Many workers came and went, yet no count was lost...
+    assert len(pids) >= 10
+    assert value(samples, "fogredis_cache_hits_total", namespace="pages") == 60
+    # ...and the directory holds the live processes' files plus one archive
+    # per kind, not a set of files per process that ever ran.
+    files = sorted(p.name for p in shared.glob("*.db"))
+    assert len(files) <= 16, files
+
+
 def test_a_route_added_after_init_app_at_our_path_is_reported(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
