@@ -21,7 +21,7 @@ class UndecodedPipeline(Pipeline):
 
     def parse_response(self, connection: Any, command_name: Any, **options: Any) -> Any:
         options[NEVER_DECODE] = True
-        return super().parse_response(connection, command_name, **options)
+        return super().parse_response(connection, command_name, **options)  # type: ignore[no-untyped-call]
 
 
 class UndecodedRedis(redis.Redis):
@@ -38,7 +38,7 @@ class UndecodedRedis(redis.Redis):
 
     def parse_response(self, connection: Any, command_name: Any, **options: Any) -> Any:
         options[NEVER_DECODE] = True
-        return super().parse_response(connection, command_name, **options)
+        return super().parse_response(connection, command_name, **options)  # type: ignore[no-untyped-call]
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> UndecodedPipeline:
         return UndecodedPipeline(

@@ -64,7 +64,9 @@ def test_bytes_client_pipelines_transactions_and_scripts(redis_server: RedisServ
     assert script(keys=["s"], args=["x"]) == [b"\xff", b"x"]
     for transaction in (False, True):
         pipe = raw.pipeline(transaction=transaction)
-        pipe.get("s").incrby("n", 1).ttl("n")
+        pipe.get("s")
+        pipe.incrby("n", 1)
+        pipe.ttl("n")
         got, count, ttl = pipe.execute()
         assert got == b"\xff" and isinstance(count, int) and 0 < ttl <= 30
     with raw.pipeline() as pipe:
