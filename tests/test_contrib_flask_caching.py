@@ -230,3 +230,10 @@ def test_on_cluster(cluster: ClusterSet) -> None:
         assert cache.clear()
         assert cache.get_many(*names) == [None] * len(names)
     assert sum(len(node.admin().keys()) for node in cluster.alive()) == 0
+
+
+def test_an_http_error_a_view_raised_comes_back_as_that_error() -> None:
+    from werkzeug.exceptions import NotFound
+
+    again = decode(encode(NotFound("no such thing")))
+    assert isinstance(again, NotFound) and again.description == "no such thing"

@@ -14,7 +14,9 @@ Nothing is pickled. A value is stored as one of:
 - ``B`` + the bytes, for ``bytes``;
 - ``R`` + a JSON line (status, headers) + the body, for a Flask response;
 - ``T`` + a JSON list of the items, each encoded as above, for a tuple (a
-  view's ``(body, status, headers)``).
+  view's ``(body, status, headers)``);
+- ``E`` + JSON (code, description), for an HTTP error a view raised
+  (``abort(404)``), which ``@cache.cached`` stores and raises again.
 
 Anything else raises :class:`CacheValueError` naming its type.
 """
@@ -34,6 +36,7 @@ import redis
 from flask import Flask, Response
 from flask_caching.backends.base import BaseCache
 from redis.client import NEVER_DECODE
+from werkzeug.exceptions import HTTPException, default_exceptions
 
 from ..errors import CacheValueError
 from . import app_state
@@ -58,6 +61,9 @@ def encode(value: object) -> bytes:
         return b"B" + value
     if isinstance(value, Response):
         return _encode_response(value)
+    if isinstance(value, HTTPException) and value.response is None and value.code:
+        meta = {"c": value.code, "d": value.description}
+        return b"E" + json.dumps(meta).encode()
     if isinstance(value, tuple):
         items = [base64.b64encode(encode(item)).decode() for item in value]
         return b"T" + json.dumps(items).encode()
@@ -123,6 +129,9 @@ def decode(blob: bytes, response_class: type[Response] = Response) -> Any:
         head, _, body = blob[1:].partition(b"\n")
         meta = json.loads(head)
         return response_class(body, status=meta["s"], headers=meta["h"])
+    if tag == b"E":
+        meta = json.loads(blob[1:])
+        return default_exceptions.get(meta["c"], HTTPException)(description=meta["d"])
     if tag == b"T":
         items = json.loads(blob[1:])
         return tuple(decode(base64.b64decode(item), response_class) for item in items)
