@@ -35,7 +35,8 @@ limiter = Limiter(
     get_remote_address,
     app=app,
     storage_uri="redis://",
-    storage_options={"connection_pool": fog.client_for(app).connection_pool},
+    # Flask-Limiter types its options as str | int; limits passes this one on as the pool.
+    storage_options={"connection_pool": fog.client_for(app).connection_pool},  # type: ignore[dict-item]
 )
 
 
