@@ -2,7 +2,7 @@
 # in debug mode: known demo credentials and a random JWT key, on loopback only.
 # `make test`: installs everything, then lint, types, the docs and the whole test suite.
 # `make docs`: the documentation site, warnings as errors, into docs/_build/html.
-# `make peer-tests`: flask-jwt-extended's own test suite with FogRedis on every app it builds.
+# `make peer-tests`: the peers' own test suites (flask-jwt-extended, Flask-Caching) on FogRedis.
 # `make bench`: measures us against the peers (README, "Benchmarks"), in a venv of its own.
 # `make test-matrix`: the suite on the other supported Python and redis-py versions.
 # `make soak`: the chaos soak (docs/reliability.md): SOAK_SECONDS (600), SOAK_WORKER
@@ -51,7 +51,8 @@ $(BIN)/sphinx-build: $(BIN)/python
 pytest:
 	$(BIN)/python -m pytest --cov --cov-report=term
 
-# flask-jwt-extended's suite (from its sdist), FogRedis before and after its JWTManager.
+# flask-jwt-extended's suite (FogRedis before and after its JWTManager) and
+# Flask-Caching's (on FogRedisCache), from their sdists.
 peer-tests: install
 	./scripts/peer-tests
 

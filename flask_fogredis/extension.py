@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import redis
 from flask import Flask, Request, current_app
 
+from ._undecoded import UndecodedRedis
 from .cache import Cache, cached_view, make_vary
 from .cli import fogredis_cli
 from .config import EXTENSION_KEY, Settings, argument_seconds, read_settings, to_bool, to_int
@@ -246,6 +247,42 @@ class FogRedis:
                 f"{app.name!r}: call fog.init_app(app) in your app factory."
             )
         return state  # type: ignore[no-any-return]
+
+    def client_for(self, app: Flask, *, decode: bool = True) -> redis.Redis:
+        """``app``'s client, outside any app context: for libraries set up
+        next to the app (``SESSION_REDIS``, a limiter's storage).
+
+        With ``decode=False`` the client returns bytes (Flask-Session's
+        msgpack payloads need them) on the same pool: no second pool, no
+        extra connections. Raises :class:`NotInitializedError` before
+        ``init_app(app)``, and :class:`ConfigurationError` where the pool
+        cannot give what is asked: decoded replies from a pool that does not
+        decode, or bytes from a Cluster client that decodes (set
+        ``<prefix>_DECODE_RESPONSES`` to False for it).
+        """
+        state = app.extensions.get(EXTENSION_KEY, {}).get(self.config_prefix)
+        if state is None:
+            raise NotInitializedError(
+                f"FogRedis (config prefix {self.config_prefix!r}) is not set up on app "
+                f"{app.name!r}: call fog.init_app(app) before client_for(app)."
+            )
+        settings = state.settings
+        if decode == settings.decode_responses:
+            return state.client  # type: ignore[no-any-return]
+        name = settings.key("DECODE_RESPONSES")
+        if decode:
+            raise ConfigurationError(
+                f"{name} is False, so this pool's connections return bytes: use "
+                "client_for(app, decode=False), or set it to True."
+            )
+        if settings.target.is_cluster:
+            # A cluster client parses replies in a client per node, built by
+            # redis-py: there is no one place to ask for bytes.
+            raise ConfigurationError(
+                f"On Redis Cluster, client_for(app, decode=False) needs {name} = False "
+                "(then every client of this prefix returns bytes)."
+            )
+        return UndecodedRedis(state.pool)
 
     @property
     def client(self) -> redis.Redis:
