@@ -274,10 +274,18 @@ class Cache:
             return _tagged(make_response(view()), "MISS")
         if not locked:
             blob = self._wait(namespace, value_key, lock_key)
-            response = None if blob is None else _from_blob(blob)
-            if response is not None:
-                self._stats.cache_event(namespace, "hits")
-                return response
+        elif not req.environ.get(WARM_ENVIRON_KEY):
+            # The first read may have missed a holder that stored and let go
+            # just before this request took the lock.
+            blob = self._stored_blob(namespace, value_key)
+            if blob is not None:
+                self._release(namespace, lock_key, token)
+        else:
+            blob = None
+        response = None if blob is None else _from_blob(blob)
+        if response is not None:
+            self._stats.cache_event(namespace, "hits")
+            return response
         self._stats.cache_event(namespace, "misses")
         lock = (lock_key, token) if locked else None
         try:
@@ -381,15 +389,23 @@ class Cache:
                 return None
         return None
 
+    def _stored_blob(self, namespace: str, value_key: str) -> bytes | None:
+        try:
+            return cast("bytes | None", self._run("GET", value_key, **{NEVER_DECODE: True}))
+        except FogRedisError as exc:
+            self._failed(namespace, exc)
+            return None
+
     def _read_pair(self, value_key: str, lock_key: str) -> tuple[Any, Any]:
-        """The stored result and the lock's holder, in one round trip where
-        both keys are on one server; on a cluster they are in different
-        slots, so the lock is read only when there is no result."""
-        if not self.settings.target.is_cluster:
+        """The stored result and the lock's holder, read together (one MGET;
+        the keys share a hash slot). A namespace with braces of its own can
+        split them on a cluster: the lock is then read first, so a holder
+        that stores and releases in between is seen either way."""
+        if not self.settings.target.is_cluster or self._one_slot(value_key, lock_key):
             blob, holder = self._run("MGET", value_key, lock_key, **{NEVER_DECODE: True})
             return blob, holder
-        blob = self._run("GET", value_key, **{NEVER_DECODE: True})
-        return blob, (None if blob is not None else self._run("EXISTS", lock_key) or None)
+        holder = self._run("EXISTS", lock_key) or None
+        return self._run("GET", value_key, **{NEVER_DECODE: True}), holder
 
     def _store(
         self,

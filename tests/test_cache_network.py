@@ -67,6 +67,23 @@ def test_stampede_computes_once(redis_server: RedisServer) -> None:
     assert redis_server.admin().keys("fog:cache:*:l:*") == []  # the lock is released
 
 
+def test_a_request_that_takes_the_lock_after_the_holder_stored_does_not_compute_again(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, fog, calls = _slow_app(redis_server.url, 0)
+    client = app.test_client()
+    assert client.get("/report").headers["X-Cache"] == "MISS"
+    with app.app_context():
+        cache = fog.state().cache
+    # This request's first read happened before the holder stored its
+    # result; by the time it asks for the lock, the holder has let it go.
+    monkeypatch.setattr(cache, "_cached_response", lambda key: None)
+    late = client.get("/report")
+    assert (late.headers["X-Cache"], late.get_json()) == ("HIT", {"computation": 1})
+    assert len(calls) == 1
+    assert redis_server.admin().keys("fog:cache:*:l:*") == []
+
+
 def test_waiters_compute_themselves_after_the_lock_times_out(redis_server: RedisServer) -> None:
     app, _, calls = _slow_app(redis_server.url, 1.0, REDIS_CACHE_LOCK_TIMEOUT=0.2)
     start = time.monotonic()
