@@ -1,4 +1,4 @@
-"""The configuration reference's tables, written from ``flask_fogredis.config``.
+"""The configuration reference's tables, written from ``flask_fogredis._config``.
 
 A Sphinx extension: at every build it writes ``_generated/options.md`` from
 ``OPTIONS`` and ``CONNECTION_OPTIONS``, and ``configuration.md`` includes it,
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask_fogredis.config import CONNECTION_OPTIONS, OPTIONS, Option
+from flask_fogredis._config import CONNECTION_OPTIONS, OPTIONS, Option
 
 GENERATED = Path(__file__).parent / "_generated" / "options.md"
 MIB = 1024 * 1024

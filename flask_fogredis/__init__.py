@@ -1,7 +1,7 @@
 """Redis for Flask apps behind gunicorn: a blocking pool per app, JWT
 revocation, view caching and health checks."""
 
-from .errors import (
+from ._errors import (
     CacheKeyError,
     CacheValueError,
     ConfigurationError,
@@ -12,7 +12,7 @@ from .errors import (
     RedisUnavailableError,
     TokenError,
 )
-from .extension import FogRedis
+from ._extension import FogRedis
 
 __all__ = [
     "CacheKeyError",

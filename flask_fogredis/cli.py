@@ -25,13 +25,13 @@ import redis
 from flask import current_app
 from flask.cli import AppGroup
 
-from .config import EXTENSION_KEY, Settings
-from .connections import translated
-from .errors import FogRedisError, RedisUnavailableError
-from .revocation import leeway_of, token_lifetime
+from ._config import EXTENSION_KEY, Settings
+from ._connections import translated
+from ._errors import FogRedisError, RedisUnavailableError
+from ._revocation import leeway_of, token_lifetime
 
 if TYPE_CHECKING:
-    from .extension import AppState
+    from ._extension import AppState
 
 EXIT_FAILED = 1
 EXIT_UNAVAILABLE = 3

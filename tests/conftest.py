@@ -18,7 +18,7 @@ def _close_pools_after_each_test() -> Iterator[None]:
     """Every app a test made is closed after it: pools, and near-cache
     listeners that would otherwise keep calling a server that is gone."""
     yield
-    from flask_fogredis.extension import _close_all
+    from flask_fogredis._extension import _close_all
 
     _close_all()
 

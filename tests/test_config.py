@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from flask_fogredis import ConfigurationError, FogRedis, FogRedisError, NotInitializedError
-from flask_fogredis.config import OPTIONS, mask_url
+from flask_fogredis._config import OPTIONS, mask_url
 
 from .conftest import make_app
 from .servers import free_port

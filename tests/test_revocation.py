@@ -28,8 +28,9 @@ from flask_jwt_extended import (
 from flask_jwt_extended.exceptions import RevokedTokenError
 from redis.crc import key_slot
 
-from flask_fogredis import FogRedis, TokenError, revocation
-from flask_fogredis.revocation import RevocationUnavailableError
+from flask_fogredis import FogRedis, TokenError
+from flask_fogredis import _revocation as revocation
+from flask_fogredis._revocation import RevocationUnavailableError
 
 from .conftest import make_app
 from .jwt_helpers import SECRET_KEY, add_views, bearer, jwt_app
@@ -534,7 +535,7 @@ def test_log_out_everywhere_compares_the_session_start_when_the_token_has_one() 
 def test_an_unreadable_eviction_policy_is_read_again_later(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from flask_fogredis import revocation
+    from flask_fogredis import _revocation as revocation
 
     replies: list[Any] = [redis.ConnectionError("a shard is down"), "allkeys-lru"]
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .errors import ConfigurationError, InvalidArgumentError
+from ._errors import ConfigurationError, InvalidArgumentError
 
 # Where each app keeps its states: ``app.extensions[EXTENSION_KEY][prefix]``.
 EXTENSION_KEY = "fogredis"
@@ -506,7 +506,7 @@ def _parse_url(key: str, url: object) -> Target:
         raise _fail(key, f"{bad}: it has a '#'", "URL-encode # in a password as %23")
     shown = mask_url(url)
     if "+" in scheme:
-        from .nodes import parse_nodes_url
+        from ._nodes import parse_nodes_url
 
         return parse_nodes_url(key, parts, shown)
     password = unquote(parts.password) if parts.password is not None else None

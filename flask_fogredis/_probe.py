@@ -31,9 +31,9 @@ from typing import Any
 import redis
 from redis.connection import AbstractConnection
 
-from .config import Settings
-from .connections import connection_options, pool_stats
-from .forking import renew_locks_after_fork
+from ._config import Settings
+from ._connections import connection_options, pool_stats
+from ._forking import renew_locks_after_fork
 
 logger = logging.getLogger("flask_fogredis")
 

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from .config import EXTENSION_KEY, Settings, to_bool, to_optional_str, to_seconds
-from .connections import pool_stats
-from .errors import ConfigurationError
-from .metrics import CONTENT_TYPE, render
-from .probe import PingResult
-from .topology import topology_details
+from ._config import EXTENSION_KEY, Settings, to_bool, to_optional_str, to_seconds
+from ._connections import pool_stats
+from ._errors import ConfigurationError
+from ._metrics import CONTENT_TYPE, render
+from ._probe import PingResult
+from ._topology import topology_details
 
 if TYPE_CHECKING:
-    from .extension import AppState
+    from ._extension import AppState
 
 health_blueprint = Blueprint("fogredis_health", __name__)
 metrics_blueprint = Blueprint("fogredis_metrics", __name__)

@@ -14,20 +14,19 @@ from typing import Any, TypeVar
 import redis
 from flask import Flask, Request, current_app
 
-from .cache import Cache, cached_view, make_vary
-from .cli import fogredis_cli
-from .config import EXTENSION_KEY, Settings, argument_seconds, read_settings, to_bool, to_int
-from .connections import translated
-from .errors import (
+from ._cache import Cache, cached_view, make_vary
+from ._config import EXTENSION_KEY, Settings, argument_seconds, read_settings, to_bool, to_int
+from ._connections import translated
+from ._errors import (
     ConfigurationError,
     InvalidArgumentError,
     NotInitializedError,
     RedisUnavailableError,
 )
-from .health import read_endpoint_settings, register_endpoints
-from .metrics import SharedStats, shared_metrics
-from .near import NearCache
-from .revocation import (
+from ._health import read_endpoint_settings, register_endpoints
+from ._metrics import SharedStats, shared_metrics
+from ._near import NearCache
+from ._revocation import (
     Revocations,
     RevocationUnavailableError,
     decode,
@@ -37,9 +36,10 @@ from .revocation import (
     unavailable_response,
     watch_jwt_managers,
 )
-from .sentinel import SentinelBlockingPool
-from .stats import Stats
-from .topology import build_client, build_probe
+from ._sentinel import SentinelBlockingPool
+from ._stats import Stats
+from ._topology import build_client, build_probe
+from .cli import fogredis_cli
 
 View = TypeVar("View", bound=Callable[..., Any])
 

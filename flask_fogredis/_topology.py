@@ -10,12 +10,12 @@ from typing import Any
 
 import redis
 
-from .cluster import ClusterProbe, build_cluster, write_and_wait
-from .config import Settings
-from .connections import PoolQueue, build_pool, node_options, translated
-from .errors import RedisUnavailableError
-from .probe import HealthProbe
-from .sentinel import SentinelProbe
+from ._cluster import ClusterProbe, build_cluster, write_and_wait
+from ._config import Settings
+from ._connections import PoolQueue, build_pool, node_options, translated
+from ._errors import RedisUnavailableError
+from ._probe import HealthProbe
+from ._sentinel import SentinelProbe
 
 
 def build_client(

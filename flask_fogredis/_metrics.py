@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .connections import PoolQueue, pool_stats
-from .errors import ConfigurationError
-from .probe import PingResult
-from .stats import Stats
+from ._connections import PoolQueue, pool_stats
+from ._errors import ConfigurationError
+from ._probe import PingResult
+from ._stats import Stats
 
 if TYPE_CHECKING:
-    from .extension import AppState
+    from ._extension import AppState
 
 logger = logging.getLogger("flask_fogredis")
 

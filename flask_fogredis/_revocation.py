@@ -41,16 +41,16 @@ import redis
 from flask import Flask, Response, current_app, jsonify
 from redis.cluster import RedisCluster
 
-from .config import EXTENSION_KEY, Settings, argument_seconds, to_bool, to_int, to_seconds
-from .connections import translated
-from .errors import ConfigurationError, FogRedisError, RedisUnavailableError, TokenError
-from .forking import renew_locks_after_fork
-from .logs import RateLimitedLog
-from .topology import slot_tag, write_acknowledged
+from ._config import EXTENSION_KEY, Settings, argument_seconds, to_bool, to_int, to_seconds
+from ._connections import translated
+from ._errors import ConfigurationError, FogRedisError, RedisUnavailableError, TokenError
+from ._forking import renew_locks_after_fork
+from ._logs import RateLimitedLog
+from ._topology import slot_tag, write_acknowledged
 
 if TYPE_CHECKING:
-    from .extension import AppState
-    from .near import NearCache
+    from ._extension import AppState
+    from ._near import NearCache
 
 logger = logging.getLogger("flask_fogredis")
 

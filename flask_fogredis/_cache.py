@@ -28,17 +28,17 @@ from flask.globals import request_ctx
 from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
-from .cluster import clear_matching
-from .config import CONNECTION_OPTIONS, Settings, argument_seconds, read_settings, to_seconds
-from .connections import connection_options, translated
-from .errors import CacheKeyError, CacheValueError, FogRedisError, InvalidArgumentError
-from .logs import RateLimitedLog
-from .probe import parse_info
-from .topology import build_client
+from ._cluster import clear_matching
+from ._config import CONNECTION_OPTIONS, Settings, argument_seconds, read_settings, to_seconds
+from ._connections import connection_options, translated
+from ._errors import CacheKeyError, CacheValueError, FogRedisError, InvalidArgumentError
+from ._logs import RateLimitedLog
+from ._probe import parse_info
+from ._topology import build_client
 
 if TYPE_CHECKING:
-    from .extension import AppState
-    from .near import NearCache
+    from ._extension import AppState
+    from ._near import NearCache
 
 logger = logging.getLogger("flask_fogredis")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
-from .forking import renew_locks_after_fork
+from ._forking import renew_locks_after_fork
 
 
 class Stats:

@@ -22,9 +22,9 @@ from redis.connection import (
     UnixDomainSocketConnection,
 )
 
-from .config import Settings, Target
-from .errors import ConfigurationError, FogRedisError, RedisCommandError, RedisUnavailableError
-from .forking import renew_locks_after_fork
+from ._config import Settings, Target
+from ._errors import ConfigurationError, FogRedisError, RedisCommandError, RedisUnavailableError
+from ._forking import renew_locks_after_fork
 
 _BACKOFF_CAP = 1.0
 
@@ -108,7 +108,7 @@ def connection_options(settings: Settings) -> tuple[type[AbstractConnection], di
     connection_class, options = node_options(settings)
     target = settings.target
     if target.is_sentinel:
-        from .sentinel import master_connection_options
+        from ._sentinel import master_connection_options
 
         return master_connection_options(settings, options)
     if target.is_cluster:
@@ -214,7 +214,7 @@ def build_pool(
     connection_class, options = node_options(settings)
     pool: BlockingConnectionPool
     if settings.target.is_sentinel:
-        from .sentinel import build_sentinel_pool
+        from ._sentinel import build_sentinel_pool
 
         pool = build_sentinel_pool(settings, options, observe)
     else:

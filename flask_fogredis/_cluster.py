@@ -38,9 +38,9 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from .config import Settings
-from .connections import _POOL_EXHAUSTED, PoolQueue, pool_stats
-from .probe import HealthProbe, PingResult, parse_info
+from ._config import Settings
+from ._connections import _POOL_EXHAUSTED, PoolQueue, pool_stats
+from ._probe import HealthProbe, PingResult, parse_info
 
 # Before 6.0, RedisCluster counted its retries in this argument, not in retry=.
 _LEGACY_RETRIES = int(redis.__version__.split(".")[0]) < 6
