@@ -5,11 +5,13 @@ from ._errors import (
     CacheKeyError,
     CacheValueError,
     ConfigurationError,
+    EvictionPolicyError,
     FogRedisError,
     InvalidArgumentError,
     NotInitializedError,
     RedisCommandError,
     RedisUnavailableError,
+    RevocationUnavailableError,
     TokenError,
 )
 from ._extension import FogRedis
@@ -18,12 +20,14 @@ __all__ = [
     "CacheKeyError",
     "CacheValueError",
     "ConfigurationError",
+    "EvictionPolicyError",
     "FogRedis",
     "FogRedisError",
     "InvalidArgumentError",
     "NotInitializedError",
     "RedisCommandError",
     "RedisUnavailableError",
+    "RevocationUnavailableError",
     "TokenError",
 ]
 __version__ = "0.1.0"

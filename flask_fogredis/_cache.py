@@ -28,13 +28,12 @@ from flask.globals import request_ctx
 from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
-from ._cluster import clear_matching
 from ._config import CONNECTION_OPTIONS, Settings, argument_seconds, read_settings, to_seconds
 from ._connections import connection_options, translated
 from ._errors import CacheKeyError, CacheValueError, FogRedisError, InvalidArgumentError
 from ._logs import RateLimitedLog
 from ._probe import parse_info
-from ._topology import build_client
+from ._topology import build_client, key_clearer
 
 if TYPE_CHECKING:
     from ._extension import AppState
@@ -51,7 +50,6 @@ WARM_ENVIRON_KEY = "fogredis.cache_warm"
 # Headers that belong to one response, not to the cached content.
 _NOT_STORED = frozenset({"content-length", "x-cache", "date", "age", "set-cookie"})
 _GLOB_SPECIAL = frozenset("*?[]\\")
-_SCAN_COUNT = 1000
 _INVALIDATION_WAIT = 0.1
 # KEYS: value, lock. ARGV: token, blob, ttl in ms.
 _STORE_IF_LOCKED = """
@@ -66,7 +64,6 @@ _RELEASE_IF_OURS = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
-_UNLINK_BATCH = 500
 # The startup look at maxmemory-policy waits no longer than this: it only
 # decides whether to log a warning.
 _POLICY_CHECK_BUDGET = 0.5
@@ -118,6 +115,7 @@ class Cache:
         # one slot: see serve), not on the embedded store (Lua is optional
         # there). Given as bytes, a script is not encoded by the client, which
         # would make a cluster client connect now.
+        self._clear = key_clearer(self.settings)
         self._scripts = self.settings.target.scheme != "memory"
         if self._scripts:
             self._store_script = self.client.register_script(_STORE_IF_LOCKED.encode())
@@ -206,26 +204,24 @@ class Cache:
     def clear_namespace(self, namespace: str) -> int:
         """Delete every entry of ``namespace`` (views' included) with SCAN and
         UNLINK in batches, never KEYS; returns how many were removed."""
-        pattern = glob_escape(self.namespace_prefix(namespace)) + "*"
-        removed = 0
-        sent = None
+        return self.clear_matching(glob_escape(self.namespace_prefix(namespace)) + "*")
+
+    def clear_matching(self, pattern: str) -> int:
+        """Delete every key matching ``pattern`` on the cache's Redis, and
+        wait (briefly) until the near caches have heard of it."""
+        sent: list[threading.Event] = []
+
+        def before_unlink(last: Any) -> None:
+            event = self._expect(last)
+            if event is not None:
+                sent[:] = [event]
+
         with translated(self.settings):
-            if self.settings.target.is_cluster:
-                return clear_matching(self.client, pattern, _SCAN_COUNT, _UNLINK_BATCH)
-            batch: list[Any] = []
-            for name in self.client.scan_iter(match=pattern, count=_SCAN_COUNT):
-                batch.append(name)
-                if len(batch) >= _UNLINK_BATCH:
-                    sent = self._expect(batch[-1])
-                    removed += int(self.client.unlink(*batch))
-                    batch.clear()
-            if batch:
-                sent = self._expect(batch[-1])
-                removed += int(self.client.unlink(*batch))
-        if sent is not None:
+            removed = self._clear(self.client, pattern, before_unlink)
+        if sent:
             # Invalidations arrive in order: once the last one is back, every
             # process has been told of every entry removed.
-            sent.wait(_INVALIDATION_WAIT)
+            sent[0].wait(_INVALIDATION_WAIT)
         return removed
 
     def _expect(self, name: Any) -> threading.Event | None:

@@ -7,7 +7,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from queue import Empty, Full
 from types import TracebackType
@@ -27,6 +27,12 @@ from ._errors import ConfigurationError, FogRedisError, RedisCommandError, Redis
 from ._forking import renew_locks_after_fork
 
 _BACKOFF_CAP = 1.0
+# Keys asked of each SCAN, and deleted by each UNLINK, when clearing a pattern.
+SCAN_COUNT = 1000
+UNLINK_BATCH = 500
+
+# Called with the last key of each batch before it is deleted.
+BeforeUnlink = Callable[[Any], None]
 
 
 class _RetryConnect:
@@ -233,6 +239,31 @@ def build_pool(
     return pool
 
 
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def unlink_matching(
+    client: redis.Redis, pattern: str, before_unlink: BeforeUnlink | None = None
+) -> int:
+    """Delete the keys matching ``pattern`` on one server: SCAN, and UNLINK
+    in batches, never KEYS (which blocks Redis). Returns how many."""
+    removed = 0
+    for batch in batched(client.scan_iter(match=pattern, count=SCAN_COUNT), UNLINK_BATCH):
+        if before_unlink is not None:
+            before_unlink(batch[-1])
+        removed += int(client.unlink(*batch))
+    return removed
+
+
 def pool_stats(pool: BlockingConnectionPool) -> dict[str, int]:
     """Size, open, idle and in-use connections of ``pool``, and the callers
     waiting for one. For a cluster's pools, their sum (size: per node)."""
@@ -260,7 +291,7 @@ def describe(target: Target, exc: BaseException, *secrets: str | None) -> str:
 
 
 # BlockingConnectionPool's only signal that no connection was free in time.
-_POOL_EXHAUSTED = "No connection available."
+POOL_EXHAUSTED = "No connection available."
 # A cluster that is failing over, or a slot no node serves yet: try again soon.
 _CLUSTER_UNAVAILABLE = (
     redis.exceptions.ClusterDownError,
@@ -317,7 +348,7 @@ def _translate(settings: Settings, exc: Exception) -> FogRedisError:
             f"({describe(target, exc, secret)}): check the password in {settings.key('URL')}."
         )
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-        if str(exc) == _POOL_EXHAUSTED:
+        if str(exc) == POOL_EXHAUSTED:
             return RedisUnavailableError(
                 f"No free connection to Redis at {target.display} within "
                 f"{settings.pool_timeout:g} s (all {settings.pool_size} in use): raise "

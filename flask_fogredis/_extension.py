@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import redis
 from flask import Flask, Request, current_app
 
-from ._cache import Cache, cached_view, make_vary
+from ._cache import Cache, cached_view, glob_escape, make_vary
 from ._config import EXTENSION_KEY, Settings, argument_seconds, read_settings, to_bool, to_int
 from ._connections import translated
 from ._errors import (
@@ -22,13 +22,13 @@ from ._errors import (
     InvalidArgumentError,
     NotInitializedError,
     RedisUnavailableError,
+    RevocationUnavailableError,
 )
 from ._health import read_endpoint_settings, register_endpoints
 from ._metrics import SharedStats, shared_metrics
 from ._near import NearCache
 from ._revocation import (
     Revocations,
-    RevocationUnavailableError,
     decode,
     install_loader,
     leeway_of,
@@ -38,7 +38,7 @@ from ._revocation import (
 )
 from ._sentinel import SentinelBlockingPool
 from ._stats import Stats
-from ._topology import build_client, build_probe
+from ._topology import build_client, build_probe, key_clearer
 from .cli import fogredis_cli
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -112,6 +112,20 @@ class AppState:
         self.revocations.near = near
         return near
 
+    def reset(self) -> None:
+        """Delete every key this state wrote (under its key prefix, on its
+        Redis and on the cache's), zero its counters and forget the last
+        health check: a clean start for the next test."""
+        pattern = glob_escape(self.settings.key_prefix) + ":*"
+        with translated(self.settings):
+            key_clearer(self.settings)(self.client, pattern, None)
+        if self.cache.owns_pool:
+            self.cache.clear_matching(pattern)
+        self.stats.reset()
+        self.probe.forget()
+        for near in {self.near, self.cache.near} - {None}:
+            near.flush()  # type: ignore[union-attr]
+
     def close(self) -> None:
         """Close every connection; the pool reopens them on the next use
         (and the near cache restarts its listener on the next use)."""
@@ -131,7 +145,8 @@ _open_states: weakref.WeakSet[AppState] = weakref.WeakSet()
 
 
 @atexit.register
-def _close_all() -> None:
+def close_all() -> None:
+    """Close every app state of this process (at exit, and between tests)."""
     for state in list(_open_states):
         try:
             state.close()

@@ -248,6 +248,10 @@ class NearCache:
                 "waiters": len(self._waiting),
             }
 
+    def flush(self) -> None:
+        """Drop every local copy (the listener stays)."""
+        self._flush(self._healthy)
+
     @property
     def healthy(self) -> bool:
         return self._healthy

@@ -152,6 +152,13 @@ class HealthProbe:
             "error": result.error,
         }
 
+    def forget(self) -> None:
+        """Forget the last check and the count of PINGs: the next caller
+        waits for a fresh check."""
+        with self._lock:
+            self._last, self._last_at = None, 0.0
+            self.pings = 0
+
     def close(self) -> None:
         """Close the probe's connection (it reopens on the next check)."""
         with self._lock:

@@ -43,7 +43,12 @@ from redis.cluster import RedisCluster
 
 from ._config import EXTENSION_KEY, Settings, argument_seconds, to_bool, to_int, to_seconds
 from ._connections import translated
-from ._errors import ConfigurationError, FogRedisError, RedisUnavailableError, TokenError
+from ._errors import (
+    EvictionPolicyError,
+    FogRedisError,
+    RevocationUnavailableError,
+    TokenError,
+)
 from ._forking import renew_locks_after_fork
 from ._logs import RateLimitedLog
 from ._topology import slot_tag, write_acknowledged
@@ -86,19 +91,6 @@ else
 end
 return text
 """
-
-
-class RevocationUnavailableError(RedisUnavailableError):
-    """The blocklist could not be read, so the token was refused (fail closed).
-    Answered as 503 with ``Retry-After``."""
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class EvictionPolicyError(ConfigurationError):
-    """The Redis holding revocations may evict them (strict mode only)."""
 
 
 class Revocations:

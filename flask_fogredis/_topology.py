@@ -10,9 +10,16 @@ from typing import Any
 
 import redis
 
-from ._cluster import ClusterProbe, build_cluster, write_and_wait
+from ._cluster import ClusterProbe, build_cluster, clear_matching, write_and_wait
 from ._config import Settings
-from ._connections import PoolQueue, build_pool, node_options, translated
+from ._connections import (
+    BeforeUnlink,
+    PoolQueue,
+    build_pool,
+    node_options,
+    translated,
+    unlink_matching,
+)
 from ._errors import RedisUnavailableError
 from ._probe import HealthProbe
 from ._sentinel import SentinelProbe
@@ -45,6 +52,12 @@ def topology_details(probe: HealthProbe) -> dict[str, Any]:
     sentinels name) or Cluster (its state as the checked node sees it)."""
     details = getattr(probe, "details", None)
     return details() if callable(details) else {}
+
+
+def key_clearer(settings: Settings) -> Callable[[Any, str, BeforeUnlink | None], int]:
+    """How to delete the keys matching a pattern on the target: on every
+    primary of a cluster, else on its one server."""
+    return clear_matching if settings.target.is_cluster else unlink_matching
 
 
 def slot_tag(name: str) -> str:

@@ -28,9 +28,8 @@ from flask_jwt_extended import (
 from flask_jwt_extended.exceptions import RevokedTokenError
 from redis.crc import key_slot
 
-from flask_fogredis import FogRedis, TokenError
+from flask_fogredis import FogRedis, RevocationUnavailableError, TokenError
 from flask_fogredis import _revocation as revocation
-from flask_fogredis._revocation import RevocationUnavailableError
 
 from .conftest import make_app
 from .jwt_helpers import SECRET_KEY, add_views, bearer, jwt_app

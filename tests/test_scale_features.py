@@ -206,7 +206,7 @@ def test_the_revocation_check_is_one_command(
 
 
 def test_an_evicting_primary_is_found_on_a_cluster(cluster_set: ClusterSet) -> None:
-    from flask_fogredis._revocation import EvictionPolicyError
+    from flask_fogredis import EvictionPolicyError
 
     primary = cluster_set.primary_of("{anyone}")
     primary.admin().config_set("maxmemory-policy", "allkeys-lru")
