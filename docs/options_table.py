@@ -55,7 +55,11 @@ def render(prefix: str = "REDIS") -> str:
             f"**The cache's own Redis.** When `{prefix}_CACHE_URL` is set, the cache's pool "
             f"reads the connection keys again with `CACHE_` after the prefix (`{cache}...` "
             "with the default prefix), each with the default of the main pool's key, not "
-            "its value:",
+            "its value. That Redis is a Redis of its own: its health check (bounded by "
+            f"`{cache}HEALTH_TIMEOUT`) shows in the health endpoint's detailed report under "
+            f"`cache_redis`, and its pool and health in the metrics under "
+            f'`config_prefix="{prefix}_CACHE"`. Its keys still start with `{prefix}_KEY_PREFIX` '
+            f"(`{cache}KEY_PREFIX` is refused):",
             "",
             table(connection, cache),
         ]

@@ -28,16 +28,16 @@ from flask.globals import request_ctx
 from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
-from ._config import CONNECTION_OPTIONS, Settings, argument_seconds, read_settings, to_seconds
+from ._config import CacheSettings, Settings, argument_seconds
 from ._connections import connection_options, translated
 from ._errors import CacheKeyError, CacheValueError, FogRedisError, InvalidArgumentError
 from ._logs import RateLimitedLog
 from ._probe import parse_info
-from ._topology import build_client, key_clearer
+from ._topology import key_clearer
 
 if TYPE_CHECKING:
-    from ._extension import AppState
     from ._near import NearCache
+    from ._stats import Stats
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -84,48 +84,48 @@ def glob_escape(text: str) -> str:
     return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
 
 
+def cache_prefix(key_prefix: str) -> str:
+    """What every cache key starts with."""
+    return f"{key_prefix}:cache:"
+
+
 class Cache:
     """The cache of one app: its own Redis if ``<prefix>_CACHE_URL`` is set,
     the main pool otherwise."""
 
-    def __init__(self, state: AppState, config: Any) -> None:
-        main = state.settings
-        self.owns_pool = bool(config[main.key("CACHE_URL")])
-        if self.owns_pool:
-            self.settings = read_settings(config, main.key("CACHE"), CONNECTION_OPTIONS)
-            self.pool, self.client = build_client(self.settings)
-        else:
-            self.settings, self.pool, self.client = main, state.pool, state.client
-        self.default_ttl = to_seconds(
-            main.key("CACHE_DEFAULT_TTL"), config[main.key("CACHE_DEFAULT_TTL")]
-        )
-        self.lock_timeout = to_seconds(
-            main.key("CACHE_LOCK_TIMEOUT"), config[main.key("CACHE_LOCK_TIMEOUT")]
-        )
-        # The app's own prefix, on its own Redis too: two apps sharing one
-        # cache Redis must not read each other's entries.
-        self._prefix = f"{main.key_prefix}:cache:"
-        self.near: NearCache | None = None  # set by the app state when enabled
+    def __init__(
+        self,
+        client: Any,
+        section: CacheSettings,
+        *,
+        key_prefix: str,
+        stats: Stats,
+        near: NearCache | None = None,
+    ) -> None:
+        """``client`` is the cache's Redis (its own, or the main one);
+        ``key_prefix`` the app's: two apps sharing one cache Redis must not
+        read each other's entries."""
+        self.settings = section.connection
+        self.owns_pool = section.own
+        self.client = client
+        self.default_ttl = section.default_ttl
+        self.lock_timeout = section.lock_timeout
+        self._prefix = cache_prefix(key_prefix)
+        self.near = near
         # Where requests carry credentials, read from the app config at the
         # first cached request (the config may still change after init_app).
         self._credentials: _Credentials | None = None
-        self._stats = state.stats
+        self._stats = stats
         self._log = RateLimitedLog(logger, interval=30.0)
+        self._clear = key_clearer(self.settings)
         # Scripts need the value and its lock on one server (on Cluster, in
         # one slot: see serve), not on the embedded store (Lua is optional
         # there). Given as bytes, a script is not encoded by the client, which
         # would make a cluster client connect now.
-        self._clear = key_clearer(self.settings)
         self._scripts = self.settings.target.scheme != "memory"
         if self._scripts:
             self._store_script = self.client.register_script(_STORE_IF_LOCKED.encode())
             self._release_script = self.client.register_script(_RELEASE_IF_OURS.encode())
-
-    def close(self) -> None:
-        if self.owns_pool:
-            self.pool.disconnect()
-        if self.near is not None:
-            self.near.close()
 
     # -- keys -----------------------------------------------------------
 

@@ -10,8 +10,10 @@ a password pasted where the URL belongs).
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -28,171 +30,10 @@ class Option:
     """One configuration key (without its prefix), its default and meaning."""
 
     name: str
+    parse: Callable[[str, Any], Any]
     default: object
     doc: str
 
-
-# Everything a pool needs; a second Redis (the cache's) reads these again
-# under its own prefix.
-CONNECTION_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "URL",
-        "redis://localhost:6379/0",
-        "Where Redis is: `redis://`, `rediss://` (TLS), `unix://`, "
-        "`memory://` (embedded in-process store, for development and tests), "
-        "`redis+sentinel://` or `redis+cluster://` (and their `rediss+` TLS forms).",
-    ),
-    Option("POOL_SIZE", 10, "Connections in the blocking pool, per process."),
-    Option("POOL_TIMEOUT", 5.0, "Seconds a caller waits for a free connection before an error."),
-    Option("CONNECT_TIMEOUT", 5.0, "Seconds to open a connection."),
-    Option("SOCKET_TIMEOUT", 5.0, "Seconds to wait for a reply to a command."),
-    Option("KEEPALIVE", True, "TCP keepalive on every connection."),
-    Option(
-        "HEALTH_CHECK_INTERVAL",
-        30,
-        "A connection idle this many seconds is PINGed before reuse (0: never).",
-    ),
-    Option("DECODE_RESPONSES", True, "Return `str` instead of `bytes`."),
-    Option(
-        "RETRY_ATTEMPTS",
-        2,
-        "Extra attempts to open a connection that was refused; commands "
-        "already sent are never re-sent.",
-    ),
-    Option(
-        "RETRY_BACKOFF",
-        0.05,
-        "First wait between connection attempts, doubled each time, with jitter, capped at 1 s.",
-    ),
-    Option("CLIENT_NAME", None, "Name shown by `CLIENT LIST`."),
-    Option("SSL_CA_CERTS", None, "CA bundle for `rediss://`."),
-    Option("SSL_CERTFILE", None, "Client certificate for `rediss://`."),
-    Option("SSL_KEYFILE", None, "Client key for `rediss://`."),
-    Option(
-        "SSL_CERT_REQS",
-        "required",
-        "Server certificate check for `rediss://`: required, optional or none.",
-    ),
-    Option("SSL_CHECK_HOSTNAME", True, "Check the server's hostname for `rediss://`."),
-    Option(
-        "HEALTH_TIMEOUT",
-        1.0,
-        "Bound in seconds on a health check, down or unresponsive Redis included.",
-    ),
-    Option("KEY_PREFIX", "fog", "Prefix of every key the extension writes (revocations, cache)."),
-    Option(
-        "SENTINEL_USERNAME",
-        None,
-        "User for the sentinels (not the data nodes), when they have ACL users.",
-    ),
-    Option(
-        "SENTINEL_PASSWORD",
-        None,
-        "Password for the sentinels (`requirepass` in sentinel.conf); the URL's is the "
-        "data nodes'. Unset: sentinels are asked without one.",
-    ),
-    Option(
-        "SENTINEL_TIMEOUT",
-        0.5,
-        "Seconds to connect to one sentinel and hear its answer before asking the next.",
-    ),
-    Option(
-        "SENTINEL_CHECK_INTERVAL",
-        1.0,
-        "Seconds between two questions to the sentinels about who the master is, so that "
-        "writes leave a demoted master (0: ask only when connecting).",
-    ),
-)
-
-OPTIONS: tuple[Option, ...] = (
-    *CONNECTION_OPTIONS,
-    Option("HEALTH_ENABLED", True, "Serve the health endpoint."),
-    Option(
-        "HEALTH_URL",
-        None,
-        "Path of the health endpoint. Default: `/health/redis`; with another "
-        "config prefix, `/health/` and the prefix in lower case with `-` for `_` "
-        "(`CACHE_REDIS`: `/health/cache-redis`).",
-    ),
-    Option(
-        "HEALTH_CACHE_SECONDS",
-        1.0,
-        "Seconds a check's result answers the health endpoint before the next "
-        "PING (0: every request waits for a check of its own, still one at a time).",
-    ),
-    Option(
-        "HEALTH_DETAILS_TOKEN",
-        None,
-        "Turns on the detailed health report and is the credential it "
-        "requires (`Authorization: Bearer <token>`). Off when unset.",
-    ),
-    Option("METRICS_ENABLED", True, "Serve Prometheus metrics."),
-    Option("METRICS_URL", "/metrics", "Path of the metrics endpoint."),
-    Option(
-        "METRICS_TOKEN",
-        None,
-        "When set, the metrics endpoint requires it (`Authorization: Bearer <token>`).",
-    ),
-    Option(
-        "CACHE_URL",
-        None,
-        "A Redis of its own for the cache (an evicting one, say). Its pool reads every "
-        "connection key above with `CACHE_` after the prefix: `REDIS_CACHE_POOL_SIZE`, "
-        "`REDIS_CACHE_SOCKET_TIMEOUT`, ... Unset: the cache shares the main pool.",
-    ),
-    Option("CACHE_DEFAULT_TTL", 300, "Seconds a cache entry lives when no `ttl` is given."),
-    Option(
-        "CACHE_LOCK_TIMEOUT",
-        10.0,
-        "Seconds one computation of a missed view may hold the stampede lock; "
-        "requests waiting on it compute the view themselves after that.",
-    ),
-    Option(
-        "NEAR_CACHE",
-        False,
-        "Answer repeated revocation checks and cache hits from process memory, kept exact "
-        "by Redis's invalidation messages (`CLIENT TRACKING`). Needs Redis 6+; not for "
-        "`memory://`.",
-    ),
-    Option("NEAR_CACHE_MAX_ENTRIES", 10_000, "Entries the near cache keeps per process."),
-    Option("NEAR_CACHE_MAX_BYTES", 64 * 1024 * 1024, "Bytes the near cache keeps per process."),
-    Option(
-        "JWT_BLOCKLIST",
-        True,
-        "Register the revocation check on the app's flask-jwt-extended `JWTManager`. "
-        "Default: True for the app's first FogRedis, False for later ones (another "
-        "config prefix).",
-    ),
-    Option(
-        "JWT_FAIL_OPEN",
-        False,
-        "When Redis cannot answer the check: False refuses the token (503 with "
-        "`Retry-After`); True accepts it and logs a warning (at most one per 30 s).",
-    ),
-    Option("JWT_RETRY_AFTER", 5, "`Retry-After` seconds on that 503."),
-    Option(
-        "JWT_MAX_TOKEN_LIFETIME",
-        None,
-        "How long a log out everywhere lasts, in seconds. Default: the longer of "
-        "`JWT_ACCESS_TOKEN_EXPIRES` and `JWT_REFRESH_TOKEN_EXPIRES`, plus "
-        "`JWT_DECODE_LEEWAY` (forever if either is False).",
-    ),
-    Option(
-        "JWT_WAIT_REPLICAS",
-        0,
-        "Replicas that must acknowledge a revocation (Redis `WAIT`) before it counts as "
-        "done; fewer within `JWT_WAIT_TIMEOUT` raise `RedisUnavailableError`. 0: do not wait.",
-    ),
-    Option("JWT_WAIT_TIMEOUT", 1.0, "Seconds a revocation waits for those replicas."),
-    Option(
-        "JWT_STRICT_EVICTION",
-        False,
-        "Refuse revocation work (an error at first use) when the Redis's "
-        "maxmemory-policy may evict; otherwise a warning.",
-    ),
-)
-
-DEFAULTS: dict[str, object] = {option.name: option.default for option in OPTIONS}
 
 SCHEMES = (
     "redis",
@@ -420,21 +261,29 @@ def argument_seconds(name: str, value: object, *, allow_zero: bool = False) -> f
     return seconds
 
 
+# The words a true or false setting (or query parameter) may be written as.
+_WORDS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
+def is_true(text: str) -> bool:
+    """Whether ``text`` is one of the words for true (any other: False)."""
+    return _WORDS.get(text.strip().lower(), False)
+
+
 def to_bool(key: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
-    words = {
-        "1": True,
-        "true": True,
-        "yes": True,
-        "on": True,
-        "0": False,
-        "false": False,
-        "no": False,
-        "off": False,
-    }
-    if isinstance(value, (str, int)) and str(value).strip().lower() in words:
-        return words[str(value).strip().lower()]
+    if isinstance(value, (str, int)) and str(value).strip().lower() in _WORDS:
+        return _WORDS[str(value).strip().lower()]
     raise _fail(key, f"is {value!r}", "set it to True or False")
 
 
@@ -575,86 +424,508 @@ def _query(key: str, query: str, *, tls: bool) -> dict[str, Any]:
     return options
 
 
+def _whole(minimum: int) -> Callable[[str, object], int]:
+    """A parser of whole numbers >= ``minimum``."""
+    return functools.partial(to_int, minimum=minimum)
+
+
+def _seconds_or_zero(key: str, value: object) -> float:
+    return to_seconds(key, value, allow_zero=True)
+
+
+def _optional_seconds(key: str, value: object) -> float | None:
+    return None if value is None else to_seconds(key, value)
+
+
+def _cert_reqs(key: str, value: object) -> str:
+    if value not in _SSL_CERT_REQS:
+        raise _fail(key, f"is {value!r}", "use 'required', 'optional' or 'none'")
+    return str(value)
+
+
+def _key_prefix(key: str, value: object) -> str:
+    prefix = to_optional_str(key, value)
+    if not prefix or any(c in prefix for c in "*?[]\\{}") or prefix.endswith(":"):
+        raise _fail(
+            key,
+            f"is {prefix!r}",
+            "use a non-empty name without glob characters, braces or a trailing ':'",
+        )
+    return prefix
+
+
+def _path(key: str, value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
+        raise ConfigurationError(
+            f"{key} is {value!r}: set it to a path such as '/health/redis' "
+            "(letters, digits, '.', '_', '~', '-' and '/')."
+        )
+    return value.rstrip("/") or "/"
+
+
+def _optional_path(key: str, value: object) -> str | None:
+    return None if value is None else _path(key, value)
+
+
+def _token(key: str, value: object) -> str | None:
+    token = to_optional_str(key, value)
+    if token is not None and (token != token.strip() or " " in token):
+        raise ConfigurationError(
+            f"{key} contains spaces: use a random string without spaces, such as "
+            "the output of python -c 'import secrets; print(secrets.token_urlsafe())'."
+        )
+    return token
+
+
+def _optional_url(key: str, value: object) -> Target | None:
+    return parse_url(key, value) if value else None
+
+
+# Everything a pool needs; a second Redis (the cache's) reads these again
+# under its own prefix.
+CONNECTION_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "URL",
+        parse_url,
+        "redis://localhost:6379/0",
+        "Where Redis is: `redis://`, `rediss://` (TLS), `unix://`, "
+        "`memory://` (embedded in-process store, for development and tests), "
+        "`redis+sentinel://` or `redis+cluster://` (and their `rediss+` TLS forms).",
+    ),
+    Option("POOL_SIZE", _whole(1), 10, "Connections in the blocking pool, per process."),
+    Option(
+        "POOL_TIMEOUT",
+        to_seconds,
+        5.0,
+        "Seconds a caller waits for a free connection before an error.",
+    ),
+    Option("CONNECT_TIMEOUT", to_seconds, 5.0, "Seconds to open a connection."),
+    Option("SOCKET_TIMEOUT", to_seconds, 5.0, "Seconds to wait for a reply to a command."),
+    Option("KEEPALIVE", to_bool, True, "TCP keepalive on every connection."),
+    Option(
+        "HEALTH_CHECK_INTERVAL",
+        _seconds_or_zero,
+        30,
+        "A connection idle this many seconds is PINGed before reuse (0: never).",
+    ),
+    Option("DECODE_RESPONSES", to_bool, True, "Return `str` instead of `bytes`."),
+    Option(
+        "RETRY_ATTEMPTS",
+        _whole(0),
+        2,
+        "Extra attempts to open a connection that was refused; commands "
+        "already sent are never re-sent.",
+    ),
+    Option(
+        "RETRY_BACKOFF",
+        _seconds_or_zero,
+        0.05,
+        "First wait between connection attempts, doubled each time, with jitter, capped at 1 s.",
+    ),
+    Option("CLIENT_NAME", to_optional_str, None, "Name shown by `CLIENT LIST`."),
+    Option("SSL_CA_CERTS", to_optional_str, None, "CA bundle for `rediss://`."),
+    Option("SSL_CERTFILE", to_optional_str, None, "Client certificate for `rediss://`."),
+    Option("SSL_KEYFILE", to_optional_str, None, "Client key for `rediss://`."),
+    Option(
+        "SSL_CERT_REQS",
+        _cert_reqs,
+        "required",
+        "Server certificate check for `rediss://`: required, optional or none.",
+    ),
+    Option("SSL_CHECK_HOSTNAME", to_bool, True, "Check the server's hostname for `rediss://`."),
+    Option(
+        "HEALTH_TIMEOUT",
+        to_seconds,
+        1.0,
+        "Bound in seconds on a health check, down or unresponsive Redis included.",
+    ),
+    Option(
+        "SENTINEL_USERNAME",
+        to_optional_str,
+        None,
+        "User for the sentinels (not the data nodes), when they have ACL users.",
+    ),
+    Option(
+        "SENTINEL_PASSWORD",
+        to_optional_str,
+        None,
+        "Password for the sentinels (`requirepass` in sentinel.conf); the URL's is the "
+        "data nodes'. Unset: sentinels are asked without one.",
+    ),
+    Option(
+        "SENTINEL_TIMEOUT",
+        to_seconds,
+        0.5,
+        "Seconds to connect to one sentinel and hear its answer before asking the next.",
+    ),
+    Option(
+        "SENTINEL_CHECK_INTERVAL",
+        _seconds_or_zero,
+        1.0,
+        "Seconds between two questions to the sentinels about who the master is, so that "
+        "writes leave a demoted master (0: ask only when connecting).",
+    ),
+)
+
+OPTIONS: tuple[Option, ...] = (
+    *CONNECTION_OPTIONS,
+    Option(
+        "KEY_PREFIX",
+        _key_prefix,
+        "fog",
+        "Prefix of every key the extension writes (revocations, cache).",
+    ),
+    Option("HEALTH_ENABLED", to_bool, True, "Serve the health endpoint."),
+    Option(
+        "HEALTH_URL",
+        _optional_path,
+        None,
+        "Path of the health endpoint. Default: `/health/redis`; with another "
+        "config prefix, `/health/` and the prefix in lower case with `-` for `_` "
+        "(`CACHE_REDIS`: `/health/cache-redis`).",
+    ),
+    Option(
+        "HEALTH_CACHE_SECONDS",
+        _seconds_or_zero,
+        1.0,
+        "Seconds a check's result answers the health endpoint before the next "
+        "PING (0: every request waits for a check of its own, still one at a time).",
+    ),
+    Option(
+        "HEALTH_DETAILS_TOKEN",
+        _token,
+        None,
+        "Turns on the detailed health report and is the credential it "
+        "requires (`Authorization: Bearer <token>`). Off when unset.",
+    ),
+    Option("METRICS_ENABLED", to_bool, True, "Serve Prometheus metrics."),
+    Option("METRICS_URL", _path, "/metrics", "Path of the metrics endpoint."),
+    Option(
+        "METRICS_TOKEN",
+        _token,
+        None,
+        "When set, the metrics endpoint requires it (`Authorization: Bearer <token>`).",
+    ),
+    Option(
+        "CACHE_URL",
+        _optional_url,
+        None,
+        "A Redis of its own for the cache (an evicting one, say). Its pool reads every "
+        "connection key above with `CACHE_` after the prefix: `REDIS_CACHE_POOL_SIZE`, "
+        "`REDIS_CACHE_SOCKET_TIMEOUT`, ... Unset: the cache shares the main pool.",
+    ),
+    Option(
+        "CACHE_DEFAULT_TTL", to_seconds, 300, "Seconds a cache entry lives when no `ttl` is given."
+    ),
+    Option(
+        "CACHE_LOCK_TIMEOUT",
+        to_seconds,
+        10.0,
+        "Seconds one computation of a missed view may hold the stampede lock; "
+        "requests waiting on it compute the view themselves after that.",
+    ),
+    Option(
+        "NEAR_CACHE",
+        to_bool,
+        False,
+        "Answer repeated revocation checks and cache hits from process memory, kept exact "
+        "by Redis's invalidation messages (`CLIENT TRACKING`). Needs Redis 6+; not for "
+        "`memory://`.",
+    ),
+    Option(
+        "NEAR_CACHE_MAX_ENTRIES", _whole(1), 10_000, "Entries the near cache keeps per process."
+    ),
+    Option(
+        "NEAR_CACHE_MAX_BYTES",
+        _whole(1024),
+        64 * 1024 * 1024,
+        "Bytes the near cache keeps per process.",
+    ),
+    Option(
+        "JWT_BLOCKLIST",
+        to_bool,
+        True,
+        "Register the revocation check on the app's flask-jwt-extended `JWTManager`. "
+        "Default: True for the app's first FogRedis, False for later ones (another "
+        "config prefix).",
+    ),
+    Option(
+        "JWT_FAIL_OPEN",
+        to_bool,
+        False,
+        "When Redis cannot answer the check: False refuses the token (503 with "
+        "`Retry-After`); True accepts it and logs a warning (at most one per 30 s).",
+    ),
+    Option("JWT_RETRY_AFTER", to_seconds, 5, "`Retry-After` seconds on that 503."),
+    Option(
+        "JWT_MAX_TOKEN_LIFETIME",
+        _optional_seconds,
+        None,
+        "How long a log out everywhere lasts, in seconds. Default: the longer of "
+        "`JWT_ACCESS_TOKEN_EXPIRES` and `JWT_REFRESH_TOKEN_EXPIRES`, plus "
+        "`JWT_DECODE_LEEWAY` (forever if either is False).",
+    ),
+    Option(
+        "JWT_WAIT_REPLICAS",
+        _whole(0),
+        0,
+        "Replicas that must acknowledge a revocation (Redis `WAIT`) before it counts as "
+        "done; fewer within `JWT_WAIT_TIMEOUT` raise `RedisUnavailableError`. 0: do not wait.",
+    ),
+    Option("JWT_WAIT_TIMEOUT", to_seconds, 1.0, "Seconds a revocation waits for those replicas."),
+    Option(
+        "JWT_STRICT_EVICTION",
+        to_bool,
+        False,
+        "Refuse revocation work (an error at first use) when the Redis's "
+        "maxmemory-policy may evict; otherwise a warning.",
+    ),
+)
+
+DEFAULTS: dict[str, object] = {option.name: option.default for option in OPTIONS}
+
+
 def read_settings(
     config: MutableMapping[str, Any], prefix: str, options: tuple[Option, ...] = OPTIONS
 ) -> Settings:
     """Fill in defaults for ``prefix``'s ``options``, validate the connection
     keys and return them."""
+    return _settings(_read(config, prefix, options), prefix)
+
+
+def _read(
+    config: MutableMapping[str, Any],
+    prefix: str,
+    options: tuple[Option, ...],
+    defaults: Mapping[str, object] | None = None,
+) -> dict[str, Any]:
+    """Every option of ``options`` under ``prefix``: defaults filled into
+    ``config`` (``defaults`` replacing some), each value parsed by its
+    option's parser. Raises :class:`ConfigurationError` naming the key."""
     if not prefix or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
         raise ConfigurationError(
             f"config_prefix {prefix!r} is not valid: use letters, digits and _, like 'REDIS'."
         )
+    defaults = defaults or {}
+    values = {}
     for option in options:
-        config.setdefault(f"{prefix}_{option.name}", option.default)
-    return _settings(config, prefix)
+        key = f"{prefix}_{option.name}"
+        value = config.setdefault(key, defaults.get(option.name, option.default))
+        values[option.name] = option.parse(key, value)
+    return values
 
 
-def _settings(config: Mapping[str, Any], prefix: str) -> Settings:
+def _settings(values: Mapping[str, Any], prefix: str) -> Settings:
     def k(name: str) -> str:
         return f"{prefix}_{name}"
 
-    target = parse_url(k("URL"), config[k("URL")])
+    target: Target = values["URL"]
     if target.tls:
         # Options written in the URL win over the config keys' defaults.
-        tls = _tls_options(config, k)
+        tls: dict[str, Any] = {
+            "ssl_cert_reqs": values["SSL_CERT_REQS"],
+            "ssl_check_hostname": values["SSL_CHECK_HOSTNAME"],
+        }
+        for name in _CERT_FILES:
+            if values[name] is not None:
+                tls[name.lower()] = values[name]
         target.connection.update({n: v for n, v in tls.items() if n not in target.connection})
     elif target.scheme != "memory":
-        _refuse_unused_tls(config, k, target)
-    key_prefix = to_optional_str(k("KEY_PREFIX"), config[k("KEY_PREFIX")])
-    if not key_prefix or any(c in key_prefix for c in "*?[]\\{}") or key_prefix.endswith(":"):
-        raise _fail(
-            k("KEY_PREFIX"),
-            f"is {key_prefix!r}",
-            "use a non-empty name without glob characters, braces or a trailing ':'",
-        )
+        # Certificate files given for a URL without TLS: the connection would
+        # be plaintext while the config says otherwise.
+        for name in _CERT_FILES:
+            if values[name]:
+                raise _fail(
+                    k(name),
+                    f"is set but {k('URL')} ({target.display}) does not use TLS",
+                    "use a rediss:// (or rediss+sentinel://, rediss+cluster://) URL, "
+                    "or remove the key",
+                )
     return Settings(
         prefix=prefix,
         target=target,
-        pool_size=to_int(k("POOL_SIZE"), config[k("POOL_SIZE")], 1),
-        pool_timeout=to_seconds(k("POOL_TIMEOUT"), config[k("POOL_TIMEOUT")]),
-        connect_timeout=to_seconds(k("CONNECT_TIMEOUT"), config[k("CONNECT_TIMEOUT")]),
-        socket_timeout=to_seconds(k("SOCKET_TIMEOUT"), config[k("SOCKET_TIMEOUT")]),
-        keepalive=to_bool(k("KEEPALIVE"), config[k("KEEPALIVE")]),
-        health_check_interval=to_seconds(
-            k("HEALTH_CHECK_INTERVAL"), config[k("HEALTH_CHECK_INTERVAL")], allow_zero=True
-        ),
-        decode_responses=to_bool(k("DECODE_RESPONSES"), config[k("DECODE_RESPONSES")]),
-        retry_attempts=to_int(k("RETRY_ATTEMPTS"), config[k("RETRY_ATTEMPTS")], 0),
-        retry_backoff=to_seconds(k("RETRY_BACKOFF"), config[k("RETRY_BACKOFF")], allow_zero=True),
-        client_name=to_optional_str(k("CLIENT_NAME"), config[k("CLIENT_NAME")]),
-        health_timeout=to_seconds(k("HEALTH_TIMEOUT"), config[k("HEALTH_TIMEOUT")]),
-        key_prefix=key_prefix,
-        sentinel_username=to_optional_str(k("SENTINEL_USERNAME"), config[k("SENTINEL_USERNAME")]),
-        sentinel_password=to_optional_str(k("SENTINEL_PASSWORD"), config[k("SENTINEL_PASSWORD")]),
-        sentinel_timeout=to_seconds(k("SENTINEL_TIMEOUT"), config[k("SENTINEL_TIMEOUT")]),
-        sentinel_check_interval=to_seconds(
-            k("SENTINEL_CHECK_INTERVAL"), config[k("SENTINEL_CHECK_INTERVAL")], allow_zero=True
-        ),
+        pool_size=values["POOL_SIZE"],
+        pool_timeout=values["POOL_TIMEOUT"],
+        connect_timeout=values["CONNECT_TIMEOUT"],
+        socket_timeout=values["SOCKET_TIMEOUT"],
+        keepalive=values["KEEPALIVE"],
+        health_check_interval=values["HEALTH_CHECK_INTERVAL"],
+        decode_responses=values["DECODE_RESPONSES"],
+        retry_attempts=values["RETRY_ATTEMPTS"],
+        retry_backoff=values["RETRY_BACKOFF"],
+        client_name=values["CLIENT_NAME"],
+        health_timeout=values["HEALTH_TIMEOUT"],
+        key_prefix=values.get("KEY_PREFIX", "fog"),
+        sentinel_username=values["SENTINEL_USERNAME"],
+        sentinel_password=values["SENTINEL_PASSWORD"],
+        sentinel_timeout=values["SENTINEL_TIMEOUT"],
+        sentinel_check_interval=values["SENTINEL_CHECK_INTERVAL"],
     )
 
 
-def _refuse_unused_tls(config: Mapping[str, Any], k: Any, target: Target) -> None:
-    """Certificate files given for a URL without TLS: the connection would
-    be plaintext while the config says otherwise, so it is an error."""
-    for name in ("SSL_CA_CERTS", "SSL_CERTFILE", "SSL_KEYFILE"):
-        if config[k(name)]:
-            raise _fail(
-                k(name),
-                f"is set but {k('URL')} ({target.display}) does not use TLS",
-                "use a rediss:// (or rediss+sentinel://, rediss+cluster://) URL, or remove the key",
-            )
+_CERT_FILES = ("SSL_CA_CERTS", "SSL_CERTFILE", "SSL_KEYFILE")
 
 
-def _tls_options(config: Mapping[str, Any], k: Any) -> dict[str, Any]:
-    reqs = config[k("SSL_CERT_REQS")]
-    if reqs not in _SSL_CERT_REQS:
-        raise _fail(k("SSL_CERT_REQS"), f"is {reqs!r}", "use 'required', 'optional' or 'none'")
-    options: dict[str, Any] = {
-        "ssl_cert_reqs": reqs,
-        "ssl_check_hostname": to_bool(k("SSL_CHECK_HOSTNAME"), config[k("SSL_CHECK_HOSTNAME")]),
-    }
-    for name in ("SSL_CA_CERTS", "SSL_CERTFILE", "SSL_KEYFILE"):
-        value = to_optional_str(k(name), config[k(name)])
-        if value is not None:
-            options[name.lower()] = value
-    return options
+@dataclass(frozen=True)
+class EndpointSettings:
+    """The health and metrics endpoints of one config prefix."""
+
+    health_enabled: bool
+    health_url: str
+    cache_seconds: float
+    details_token: str | None
+    metrics_enabled: bool
+    metrics_url: str
+    metrics_token: str | None
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """The cache: ``connection`` is its own Redis's (the main one's when it
+    shares the main pool, ``own`` False)."""
+
+    connection: Settings
+    own: bool
+    default_ttl: float
+    lock_timeout: float
+
+
+@dataclass(frozen=True)
+class RevocationSettings:
+    """JWT revocation. ``max_lifetime``: how long a log out everywhere lasts,
+    leeway included; None to derive it from flask-jwt-extended's config."""
+
+    auto_register: bool
+    fail_open: bool
+    strict_eviction: bool
+    retry_after: int
+    max_lifetime: float | None
+    wait_replicas: int
+    wait_timeout: float
+
+
+@dataclass(frozen=True)
+class NearCacheSettings:
+    """The near cache; ``enabled`` False leaves the other fields unused."""
+
+    enabled: bool
+    max_entries: int
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything one FogRedis (one config prefix) reads, validated."""
+
+    connection: Settings
+    endpoints: EndpointSettings
+    cache: CacheSettings
+    revocation: RevocationSettings
+    near: NearCacheSettings
+
+
+def read_config(config: MutableMapping[str, Any], prefix: str, *, first: bool) -> AppConfig:
+    """Read and validate every key of ``prefix`` once, filling in defaults.
+
+    ``first``: whether this is the app's first FogRedis; only that one
+    checks revocations unless told to (``JWT_BLOCKLIST``), so that a second
+    one (a cache's Redis, say) adds no round trip to every request, nor
+    refuses tokens when only it is down. Raises :class:`ConfigurationError`
+    naming the key and the fix.
+    """
+    values = _read(config, prefix, OPTIONS, {"JWT_BLOCKLIST": first})
+    connection = _settings(values, prefix)
+
+    def k(name: str) -> str:
+        return f"{prefix}_{name}"
+
+    health_url = values["HEALTH_URL"] or "/health/" + prefix.lower().replace("_", "-")
+    endpoints = EndpointSettings(
+        health_enabled=values["HEALTH_ENABLED"],
+        health_url=health_url,
+        cache_seconds=values["HEALTH_CACHE_SECONDS"],
+        details_token=values["HEALTH_DETAILS_TOKEN"],
+        metrics_enabled=values["METRICS_ENABLED"],
+        metrics_url=values["METRICS_URL"],
+        metrics_token=values["METRICS_TOKEN"],
+    )
+    if (
+        endpoints.health_enabled
+        and endpoints.metrics_enabled
+        and health_url == endpoints.metrics_url
+    ):
+        raise ConfigurationError(
+            f"{k('HEALTH_URL')} and {k('METRICS_URL')} are both {health_url!r}: "
+            "give them different paths."
+        )
+    own = values["CACHE_URL"] is not None
+    if own and k("CACHE_KEY_PREFIX") in config:
+        raise _fail(
+            k("CACHE_KEY_PREFIX"),
+            "is set, but the cache's keys start with "
+            f"{k('KEY_PREFIX')} on its own Redis too (apps sharing that Redis stay apart by it)",
+            f"remove {k('CACHE_KEY_PREFIX')}, and set {k('KEY_PREFIX')} if the prefix must change",
+        )
+    cache = CacheSettings(
+        connection=read_settings(config, k("CACHE"), CONNECTION_OPTIONS) if own else connection,
+        own=own,
+        default_ttl=values["CACHE_DEFAULT_TTL"],
+        lock_timeout=values["CACHE_LOCK_TIMEOUT"],
+    )
+    lifetime = values["JWT_MAX_TOKEN_LIFETIME"]
+    revocation = RevocationSettings(
+        auto_register=values["JWT_BLOCKLIST"],
+        fail_open=values["JWT_FAIL_OPEN"],
+        strict_eviction=values["JWT_STRICT_EVICTION"],
+        retry_after=math.ceil(values["JWT_RETRY_AFTER"]),
+        # The longest token life, plus the leeway on both sides (see
+        # token_lifetime).
+        max_lifetime=None if lifetime is None else lifetime + 2 * leeway_of(config),
+        wait_replicas=values["JWT_WAIT_REPLICAS"],
+        wait_timeout=values["JWT_WAIT_TIMEOUT"],
+    )
+    near = NearCacheSettings(
+        enabled=values["NEAR_CACHE"],
+        max_entries=values["NEAR_CACHE_MAX_ENTRIES"],
+        max_bytes=values["NEAR_CACHE_MAX_BYTES"],
+    )
+    if near.enabled and "memory" in (connection.target.scheme, cache.connection.target.scheme):
+        raise ConfigurationError(
+            f"{k('NEAR_CACHE')} needs a real Redis (6 or newer): memory:// cannot send "
+            "invalidations. Turn it off for the embedded store."
+        )
+    return AppConfig(connection, endpoints, cache, revocation, near)
+
+
+def token_lifetime(config: Mapping[str, Any], leeway: float) -> float | None:
+    """How long a log-out-everywhere marker must last: the longest a token of
+    this app can live, per flask-jwt-extended's config (its defaults when
+    unset), plus ``leeway`` twice (a token issued just after the marker by a
+    host whose clock is ahead, accepted by a host whose clock is behind);
+    None when tokens may never expire."""
+    longest = 0.0
+    for key, default in (
+        ("JWT_ACCESS_TOKEN_EXPIRES", timedelta(minutes=15)),
+        ("JWT_REFRESH_TOKEN_EXPIRES", timedelta(days=30)),
+    ):
+        value = config.get(key, default)
+        if value is False:
+            return None
+        longest = max(longest, to_seconds(key, value))
+    return longest + 2 * leeway
+
+
+def leeway_of(config: Mapping[str, Any]) -> float:
+    """flask-jwt-extended's ``JWT_DECODE_LEEWAY`` in seconds."""
+    return to_seconds("JWT_DECODE_LEEWAY", config.get("JWT_DECODE_LEEWAY", 0), allow_zero=True)
+
+
+def logout_everywhere_lifetime(
+    revocation: RevocationSettings, config: Mapping[str, Any]
+) -> float | None:
+    """How long a log out everywhere lasts: ``JWT_MAX_TOKEN_LIFETIME`` when
+    set, else the longest token life of the app's flask-jwt-extended config
+    (read now: it may change after ``init_app``), leeway included."""
+    if revocation.max_lifetime is not None:
+        return revocation.max_lifetime
+    return token_lifetime(config, leeway_of(config))

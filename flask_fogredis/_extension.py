@@ -3,10 +3,7 @@ operations, and the health check."""
 
 from __future__ import annotations
 
-import atexit
-import functools
 import logging
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -14,144 +11,29 @@ from typing import Any, TypeVar
 import redis
 from flask import Flask, Request, current_app
 
-from ._cache import Cache, cached_view, glob_escape, make_vary
-from ._config import EXTENSION_KEY, Settings, argument_seconds, read_settings, to_bool, to_int
+from ._cache import cached_view, make_vary
+from ._config import (
+    EXTENSION_KEY,
+    argument_seconds,
+    leeway_of,
+    logout_everywhere_lifetime,
+    read_config,
+)
 from ._connections import translated
 from ._errors import (
-    ConfigurationError,
     InvalidArgumentError,
     NotInitializedError,
     RedisUnavailableError,
     RevocationUnavailableError,
 )
-from ._health import read_endpoint_settings, register_endpoints
-from ._metrics import SharedStats, shared_metrics
-from ._near import NearCache
-from ._revocation import (
-    Revocations,
-    decode,
-    install_loader,
-    leeway_of,
-    token_lifetime,
-    unavailable_response,
-    watch_jwt_managers,
-)
-from ._sentinel import SentinelBlockingPool
-from ._stats import Stats
-from ._topology import build_client, build_probe, key_clearer
+from ._health import register_endpoints
+from ._revocation import decode, install_loader, unavailable_response, watch_jwt_managers
+from ._state import AppState, build_state
 from .cli import fogredis_cli
 
 View = TypeVar("View", bound=Callable[..., Any])
 
 logger = logging.getLogger("flask_fogredis")
-
-
-class AppState:
-    """What one app holds for one config prefix: settings, pool, client, and
-    the parts built on them."""
-
-    def __init__(self, settings: Settings, config: Mapping[str, Any]) -> None:
-        self.settings = settings
-        self.endpoints = read_endpoint_settings(config, settings)
-        # Shared between gunicorn's workers when PROMETHEUS_MULTIPROC_DIR is set.
-        shared = shared_metrics() if self.endpoints.metrics_enabled else None
-        prefix = settings.prefix
-        self.stats = Stats() if shared is None else SharedStats(shared, prefix)
-        # Typed as for one Redis: for Cluster they are a RedisCluster and its
-        # pools seen as one (ClusterPools), with the same commands and stats.
-        self.pool: redis.BlockingConnectionPool
-        self.client: redis.Redis
-        self.pool, self.client = build_client(
-            settings, shared.pool_observer(prefix, settings.pool_size) if shared else None
-        )
-        self.probe = build_probe(
-            settings,
-            self.pool,
-            self.client,
-            collect_info=self.endpoints.details_token is not None,
-            on_result=shared.probe_observer(prefix) if shared else None,
-        )
-        self.revocations = Revocations(self, config)
-        self.cache = Cache(self, config)
-        self.near = self._near_caches(config)
-        _open_states.add(self)
-
-    def _near_caches(self, config: Mapping[str, Any]) -> NearCache | None:
-        """The near cache of the main Redis (revocations, and the cache when
-        it shares that Redis); the cache's own Redis gets one of its own."""
-        key = self.settings.key
-        if not to_bool(key("NEAR_CACHE"), config[key("NEAR_CACHE")]):
-            return None
-        if "memory" in (self.settings.target.scheme, self.cache.settings.target.scheme):
-            raise ConfigurationError(
-                f"{key('NEAR_CACHE')} needs a real Redis (6 or newer): memory:// cannot send "
-                "invalidations. Turn it off for the embedded store."
-            )
-        make = functools.partial(
-            NearCache,
-            max_entries=to_int(
-                key("NEAR_CACHE_MAX_ENTRIES"), config[key("NEAR_CACHE_MAX_ENTRIES")], 1
-            ),
-            max_bytes=to_int(
-                key("NEAR_CACHE_MAX_BYTES"), config[key("NEAR_CACHE_MAX_BYTES")], 1024
-            ),
-            on_event=self.stats.count,
-        )
-        if self.cache.owns_pool:
-            near = make(self.settings, [self.revocations.prefix], master=_master(self.pool))
-            self.cache.near = make(
-                self.cache.settings, [self.cache.prefix], master=_master(self.cache.pool)
-            )
-        else:
-            near = make(
-                self.settings,
-                [self.revocations.prefix, self.cache.prefix],
-                master=_master(self.pool),
-            )
-            self.cache.near = near
-        self.revocations.near = near
-        return near
-
-    def reset(self) -> None:
-        """Delete every key this state wrote (under its key prefix, on its
-        Redis and on the cache's), zero its counters and forget the last
-        health check: a clean start for the next test."""
-        pattern = glob_escape(self.settings.key_prefix) + ":*"
-        with translated(self.settings):
-            key_clearer(self.settings)(self.client, pattern, None)
-        if self.cache.owns_pool:
-            self.cache.clear_matching(pattern)
-        self.stats.reset()
-        self.probe.forget()
-        for near in {self.near, self.cache.near} - {None}:
-            near.flush()  # type: ignore[union-attr]
-
-    def close(self) -> None:
-        """Close every connection; the pool reopens them on the next use
-        (and the near cache restarts its listener on the next use)."""
-        self.probe.close()
-        self.pool.disconnect()
-        self.cache.close()
-        if self.near is not None:
-            self.near.close()
-
-
-def _master(pool: redis.ConnectionPool) -> SentinelBlockingPool | None:
-    """The pool a near cache's channel follows: a Sentinel pool's master."""
-    return pool if isinstance(pool, SentinelBlockingPool) else None
-
-
-_open_states: weakref.WeakSet[AppState] = weakref.WeakSet()
-
-
-@atexit.register
-def close_all() -> None:
-    """Close every app state of this process (at exit, and between tests)."""
-    for state in list(_open_states):
-        try:
-            state.close()
-        except Exception:  # exiting: a failure to close must not mask the real exit
-            logger.debug("closing a pool at exit failed", exc_info=True)
 
 
 def _seconds(name: str, value: int | float | timedelta) -> int:
@@ -190,12 +72,9 @@ class FogRedis:
         states: dict[str, AppState] = app.extensions.setdefault(EXTENSION_KEY, {})
         if self.config_prefix in states:
             return
-        # Only the app's first FogRedis checks revocations unless told to: a
-        # second one (a cache's Redis, say) must not add a round trip to
-        # every request, nor refuse tokens when only it is down.
-        app.config.setdefault(f"{self.config_prefix}_JWT_BLOCKLIST", not states)
-        settings = read_settings(app.config, self.config_prefix)
-        state = AppState(settings, app.config)
+        config = read_config(app.config, self.config_prefix, first=not states)
+        settings = config.connection
+        state = build_state(config)
         register_endpoints(app, state)
         states[self.config_prefix] = state
         app.cli.add_command(fogredis_cli)
@@ -347,10 +226,7 @@ class FogRedis:
         """Log out everywhere: refuse every token of ``identity`` issued up to
         now (in the same second included); later tokens are accepted."""
         state = self.state()
-        lifetime = state.revocations.max_lifetime
-        if lifetime is None:
-            config = current_app.config
-            lifetime = token_lifetime(config, leeway_of(config))
+        lifetime = logout_everywhere_lifetime(state.config.revocation, current_app.config)
         state.revocations.revoke_all(identity, lifetime)
 
     def blacklist_token(

@@ -22,7 +22,7 @@ from ._connections import (
 )
 from ._errors import RedisUnavailableError
 from ._probe import HealthProbe
-from ._sentinel import SentinelProbe
+from ._sentinel import SentinelBlockingPool, SentinelProbe
 
 
 def build_client(
@@ -52,6 +52,11 @@ def topology_details(probe: HealthProbe) -> dict[str, Any]:
     sentinels name) or Cluster (its state as the checked node sees it)."""
     details = getattr(probe, "details", None)
     return details() if callable(details) else {}
+
+
+def master_source(pool: Any) -> SentinelBlockingPool | None:
+    """The pool a near cache's channel follows: a Sentinel pool's master."""
+    return pool if isinstance(pool, SentinelBlockingPool) else None
 
 
 def key_clearer(settings: Settings) -> Callable[[Any, str, BeforeUnlink | None], int]:

@@ -18,20 +18,17 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 import redis
 from flask import current_app
 from flask.cli import AppGroup
 
-from ._config import EXTENSION_KEY, Settings
+from ._config import EXTENSION_KEY, Settings, logout_everywhere_lifetime
 from ._connections import translated
 from ._errors import FogRedisError, RedisUnavailableError
-from ._revocation import leeway_of, token_lifetime
-
-if TYPE_CHECKING:
-    from ._extension import AppState
+from ._state import AppState
 
 EXIT_FAILED = 1
 EXIT_UNAVAILABLE = 3
@@ -240,10 +237,7 @@ def _refuse_embedded_store(settings: Settings) -> None:
 
 
 def _longest_token_life(state: AppState) -> float | None:
-    if state.revocations.max_lifetime is not None:
-        return state.revocations.max_lifetime
-    config = current_app.config
-    return token_lifetime(config, leeway_of(config))
+    return logout_everywhere_lifetime(state.config.revocation, current_app.config)
 
 
 def _lasting(seconds: float | None) -> str:

@@ -23,7 +23,8 @@ from typing import Any
 from flask import Flask
 
 from ._config import EXTENSION_KEY
-from ._extension import FogRedis, close_all
+from ._extension import FogRedis
+from ._state import close_all
 
 __all__ = ["app_context", "close_all", "make_app", "reset"]
 
