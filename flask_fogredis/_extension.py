@@ -51,6 +51,52 @@ def _seconds(name: str, value: int | float | timedelta) -> int:
     return int(value)
 
 
+# Keys of neighbouring extensions that look like ours (REDIS_* is ours):
+# set without ours, they were probably meant for FogRedis. A real use of
+# the neighbour is told apart by a key that neighbour needs.
+_NEIGHBOURS = (("CACHE_REDIS_URL", "CACHE_TYPE", "Flask-Caching", "CACHE_URL"),)
+
+
+def _warn_of_neighbours_keys(config: Mapping[str, Any], prefix: str) -> None:
+    """Log a warning for a neighbour's key set where ours was probably meant."""
+    if prefix != "REDIS":
+        return  # another prefix (CACHE_REDIS, say) names its own keys
+    for theirs, needed, owner, ours in _NEIGHBOURS:
+        if theirs in config and needed not in config and not config.get(f"{prefix}_{ours}"):
+            logger.warning(
+                "%s is %s's setting, and %s is not set: FogRedis reads %s_%s.",
+                theirs,
+                owner,
+                needed,
+                prefix,
+                ours,
+            )
+
+
+_UNSET: Any = object()
+
+
+def _lifetime(ttl: Any, **older: Any) -> Any:
+    """``ttl``, or the one older keyword given in its place; raises
+    :class:`InvalidArgumentError` when both are."""
+    for name, value in older.items():
+        if value is not None and value is not _UNSET:
+            if ttl is not None and ttl is not _UNSET:
+                raise InvalidArgumentError(f"Give ttl or {name} (its older name), not both.")
+            return value
+    return ttl
+
+
+def _required_lifetime(ttl: Any, expire_seconds: Any) -> Any:
+    """A revocation's lifetime, which must be given (None: forever)."""
+    if ttl is not _UNSET and expire_seconds is not _UNSET:
+        raise InvalidArgumentError("Give ttl or expire_seconds (its older name), not both.")
+    lifetime = expire_seconds if ttl is _UNSET else ttl
+    if lifetime is _UNSET:
+        raise InvalidArgumentError("blocklist_token() needs ttl: seconds, or None for forever.")
+    return lifetime
+
+
 class FogRedis:
     """Redis for a Flask app: ``FogRedis(app)`` or ``fog.init_app(app)``.
 
@@ -79,6 +125,7 @@ class FogRedis:
         states[self.config_prefix] = state
         app.cli.add_command(fogredis_cli)
         self._warn_if_unsafe(app, state)
+        _warn_of_neighbours_keys(app.config, self.config_prefix)
         if state.revocations.auto_register:
             state.cache.warn_if_it_can_fill(settings)
         self._hook_revocation(app, state)
@@ -167,12 +214,19 @@ class FogRedis:
         return self._call("GET", key)  # type: ignore[no-any-return]
 
     def set(
-        self, key: str, value: str | bytes | int | float, expire: int | timedelta | None = None
+        self,
+        key: str,
+        value: str | bytes | int | float,
+        ttl: int | timedelta | None = None,
+        *,
+        expire: int | timedelta | None = None,
     ) -> bool:
-        """Store ``value`` at ``key``, for ``expire`` seconds if given."""
-        if expire is None:
+        """Store ``value`` at ``key``, for ``ttl`` seconds if given
+        (``expire=`` is the older name of ``ttl``)."""
+        ttl = _lifetime(ttl, expire=expire)
+        if ttl is None:
             return bool(self._call("SET", key, value))
-        return bool(self._call("SET", key, value, "EX", _seconds("expire", expire)))
+        return bool(self._call("SET", key, value, "EX", _seconds("ttl", ttl)))
 
     def delete(self, *keys: str) -> int:
         """Delete ``keys``; returns how many existed."""
@@ -185,9 +239,19 @@ class FogRedis:
         """Whether ``key`` exists."""
         return bool(self._call("EXISTS", key))
 
-    def expire(self, key: str, seconds: int | timedelta) -> bool:
-        """Set a time to live on ``key``; False if it does not exist."""
-        return bool(self._call("EXPIRE", key, _seconds("seconds", seconds)))
+    def expire(
+        self,
+        key: str,
+        ttl: int | timedelta | None = None,
+        *,
+        seconds: int | timedelta | None = None,
+    ) -> bool:
+        """Set a time to live of ``ttl`` seconds on ``key``; False if it does
+        not exist (``seconds=`` is the older name of ``ttl``)."""
+        ttl = _lifetime(ttl, seconds=seconds)
+        if ttl is None:
+            raise InvalidArgumentError("expire() needs ttl, a number of seconds >= 1.")
+        return bool(self._call("EXPIRE", key, _seconds("ttl", ttl)))
 
     def ttl(self, key: str) -> int:
         """Seconds ``key`` has left: -2 if missing, -1 if it never expires."""
@@ -229,22 +293,30 @@ class FogRedis:
         lifetime = logout_everywhere_lifetime(state.config.revocation, current_app.config)
         state.revocations.revoke_all(identity, lifetime)
 
-    def blacklist_token(
+    def blocklist_token(
         self,
         jti: str,
-        expire_seconds: int | float | timedelta | None,
+        ttl: int | float | timedelta | None = _UNSET,
         identity: object = None,
+        *,
+        expire_seconds: int | float | timedelta | None = _UNSET,
     ) -> None:
-        """Revoke ``jti`` for ``expire_seconds`` (None: forever). On Redis
+        """Revoke ``jti`` for ``ttl`` seconds (None: forever). On Redis
         Cluster pass the token's ``identity`` too (:class:`TokenError`
-        otherwise)."""
-        self.state().revocations.blacklist(jti, expire_seconds, identity)
+        otherwise). ``expire_seconds=`` is the older name of ``ttl``."""
+        lifetime = _required_lifetime(ttl, expire_seconds)
+        self.state().revocations.blocklist(jti, lifetime, identity)
 
-    def is_token_blacklisted(self, jti: str, identity: object = None) -> bool:
-        """Whether ``jti`` was revoked (by ``blacklist_token`` or
+    def is_token_blocklisted(self, jti: str, identity: object = None) -> bool:
+        """Whether ``jti`` was revoked (by ``blocklist_token`` or
         ``revoke_token``); on Redis Cluster pass the token's ``identity``
         too. Raises :class:`RedisUnavailableError` when Redis cannot answer."""
-        return self.state().revocations.is_blacklisted(jti, identity)
+        return self.state().revocations.is_blocklisted(jti, identity)
+
+    # The original names, kept working: code ported from the service that
+    # FogRedis replaces calls them.
+    blacklist_token = blocklist_token
+    is_token_blacklisted = is_token_blocklisted
 
     # -- caching ----------------------------------------------------------
 

@@ -169,17 +169,17 @@ class Revocations:
                 return False
         return self._write(self._jti_key(jti, identity), ttl_ms, only_new=True)
 
-    def blacklist(
-        self, jti: str, expire_seconds: int | float | timedelta | None, identity: object = None
+    def blocklist(
+        self, jti: str, ttl: int | float | timedelta | None, identity: object = None
     ) -> None:
-        """Revoke ``jti`` for ``expire_seconds`` (None: forever). On Redis
+        """Revoke ``jti`` for ``ttl`` seconds (None: forever). On Redis
         Cluster ``identity`` (the token's) is required."""
         if not isinstance(jti, str) or not jti:
             raise TokenError("jti must be a non-empty string.")
         key = self._bare_jti_key(jti, identity)
         ttl_ms = None
-        if expire_seconds is not None:
-            seconds = argument_seconds("expire_seconds", expire_seconds)
+        if ttl is not None:
+            seconds = argument_seconds("ttl", ttl)
             ttl_ms = math.ceil(seconds * 1000)
         self._write(key, ttl_ms)
 
@@ -232,7 +232,7 @@ class Revocations:
 
     # -- reading --------------------------------------------------------
 
-    def is_blacklisted(self, jti: str, identity: object = None) -> bool:
+    def is_blocklisted(self, jti: str, identity: object = None) -> bool:
         """Whether ``jti`` itself is revoked (log-out-everywhere aside). On
         Redis Cluster ``identity`` (the token's) is required."""
         key = self._bare_jti_key(jti, identity)

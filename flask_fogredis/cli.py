@@ -192,22 +192,25 @@ def _server_rows(server: dict[str, Any]) -> dict[str, object]:
 @fogredis_cli.command()
 @click.argument("jti")
 @click.option(
+    "--ttl",
     "--seconds",
+    "ttl",
     type=click.FloatRange(min=1),
-    help="How long the revocation lasts (default: as long as any token of the app can live).",
+    help="Seconds the revocation lasts (default: as long as any token of the app can live). "
+    "--seconds is its older name.",
 )
 @click.option(
     "--identity",
     metavar="IDENTITY",
     help="The token's identity (its sub claim): required on Redis Cluster.",
 )
-def revoke(jti: str, seconds: float | None, identity: str | None) -> None:
+def revoke(jti: str, ttl: float | None, identity: str | None) -> None:
     """Revoke the token whose jti claim is JTI."""
     state = command_state()
     _refuse_embedded_store(state.settings)
     with reported_errors():
-        lifetime = seconds if seconds is not None else _longest_token_life(state)
-        state.revocations.blacklist(jti, lifetime, identity)
+        lifetime = ttl if ttl is not None else _longest_token_life(state)
+        state.revocations.blocklist(jti, lifetime, identity)
     click.echo(f"Revoked token {jti} {_lasting(lifetime)}.")
 
 
