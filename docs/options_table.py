@@ -1,4 +1,4 @@
-"""The configuration reference's tables, written from ``flask_fogredis.config``.
+"""The configuration reference's tables, written from ``flask_fogredis._config``.
 
 A Sphinx extension: at every build it writes ``_generated/options.md`` from
 ``OPTIONS`` and ``CONNECTION_OPTIONS``, and ``configuration.md`` includes it,
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask_fogredis.config import CONNECTION_OPTIONS, OPTIONS, Option
+from flask_fogredis._config import CONNECTION_OPTIONS, OPTIONS, Option
 
 GENERATED = Path(__file__).parent / "_generated" / "options.md"
 MIB = 1024 * 1024
@@ -55,7 +55,11 @@ def render(prefix: str = "REDIS") -> str:
             f"**The cache's own Redis.** When `{prefix}_CACHE_URL` is set, the cache's pool "
             f"reads the connection keys again with `CACHE_` after the prefix (`{cache}...` "
             "with the default prefix), each with the default of the main pool's key, not "
-            "its value:",
+            "its value. That Redis is a Redis of its own: its health check (bounded by "
+            f"`{cache}HEALTH_TIMEOUT`) shows in the health endpoint's detailed report under "
+            f"`cache_redis`, and its pool and health in the metrics under "
+            f'`config_prefix="{prefix}_CACHE"`. Its keys still start with `{prefix}_KEY_PREFIX` '
+            f"(`{cache}KEY_PREFIX` is refused):",
             "",
             table(connection, cache),
         ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from .cli import command_state, fogredis_cli, reported_errors
-from .connections import translated
+from ._connections import translated
 
 _SCAN_COUNT = 1000
 
@@ -56,7 +56,7 @@ def import_revocations(pattern: str, strip: str) -> None:
                 counts["skipped"] += 1
                 continue
             seconds = None if left_ms < 0 else max(left_ms, 1) / 1000
-            state.revocations.blacklist(name[len(strip) :], seconds)
+            state.revocations.blocklist(name[len(strip) :], seconds)
             counts["imported"] += 1
             counts["for ever"] += seconds is None
     click.echo(

@@ -18,20 +18,17 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 import redis
 from flask import current_app
 from flask.cli import AppGroup
 
-from .config import EXTENSION_KEY, Settings
-from .connections import translated
-from .errors import FogRedisError, RedisUnavailableError
-from .revocation import leeway_of, token_lifetime
-
-if TYPE_CHECKING:
-    from .extension import AppState
+from ._config import EXTENSION_KEY, Settings, logout_everywhere_lifetime
+from ._connections import translated
+from ._errors import FogRedisError, RedisUnavailableError
+from ._state import AppState
 
 EXIT_FAILED = 1
 EXIT_UNAVAILABLE = 3
@@ -195,22 +192,25 @@ def _server_rows(server: dict[str, Any]) -> dict[str, object]:
 @fogredis_cli.command()
 @click.argument("jti")
 @click.option(
+    "--ttl",
     "--seconds",
+    "ttl",
     type=click.FloatRange(min=1),
-    help="How long the revocation lasts (default: as long as any token of the app can live).",
+    help="Seconds the revocation lasts (default: as long as any token of the app can live). "
+    "--seconds is its older name.",
 )
 @click.option(
     "--identity",
     metavar="IDENTITY",
     help="The token's identity (its sub claim): required on Redis Cluster.",
 )
-def revoke(jti: str, seconds: float | None, identity: str | None) -> None:
+def revoke(jti: str, ttl: float | None, identity: str | None) -> None:
     """Revoke the token whose jti claim is JTI."""
     state = command_state()
     _refuse_embedded_store(state.settings)
     with reported_errors():
-        lifetime = seconds if seconds is not None else _longest_token_life(state)
-        state.revocations.blacklist(jti, lifetime, identity)
+        lifetime = ttl if ttl is not None else _longest_token_life(state)
+        state.revocations.blocklist(jti, lifetime, identity)
     click.echo(f"Revoked token {jti} {_lasting(lifetime)}.")
 
 
@@ -240,10 +240,7 @@ def _refuse_embedded_store(settings: Settings) -> None:
 
 
 def _longest_token_life(state: AppState) -> float | None:
-    if state.revocations.max_lifetime is not None:
-        return state.revocations.max_lifetime
-    config = current_app.config
-    return token_lifetime(config, leeway_of(config))
+    return logout_everywhere_lifetime(state.config.revocation, current_app.config)
 
 
 def _lasting(seconds: float | None) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from flask_fogredis import FogRedis
+from flask_fogredis import FogRedis, testing
 
 from .servers import RedisServer, silent_socket
 
@@ -40,9 +40,7 @@ def _close_pools_after_each_test() -> Iterator[None]:
     """Every app a test made is closed after it: pools, and near-cache
     listeners that would otherwise keep calling a server that is gone."""
     yield
-    from flask_fogredis.extension import _close_all
-
-    _close_all()
+    testing.close_all()
 
 
 @pytest.fixture

@@ -175,7 +175,8 @@ def test_cache_on_its_own_redis(redis_factory: ServerFactory) -> None:
         fog.cache_set("ns", "k", "v")
         fog.set("plain", "main")
         fog.blacklist_token("jti", 60)
-        assert fog.state().cache.pool.max_connections == 4
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'fogredis_pool_size{config_prefix="REDIS_CACHE"} 4.0' in metrics
     assert cache.admin().get("fog:cache:2:ns:k:k") == "v"
     assert main.admin().keys("fog:cache:*") == []
     assert main.admin().get("plain") == "main"
@@ -369,3 +370,37 @@ def test_the_startup_check_waits_little_for_a_redis_that_is_down(
     # The pool would wait its 5 s socket timeout; the check gives up sooner.
     assert silent < 2
     assert not any("REDIS_CACHE_URL" in r.getMessage() for r in caplog.records)
+
+
+def test_the_cache_s_own_redis_is_probed_and_reported(redis_factory: ServerFactory) -> None:
+    main, cache = redis_factory(), redis_factory()
+    token = "a-details-credential-long-enough"
+    app = make_app(
+        REDIS_URL=main.url,
+        REDIS_CACHE_URL=cache.url,
+        REDIS_CACHE_HEALTH_TIMEOUT=0.3,
+        REDIS_HEALTH_DETAILS_TOKEN=token,
+        REDIS_HEALTH_CACHE_SECONDS=0,
+    )
+    FogRedis(app)
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    response = client.get("/health/redis", headers=auth)
+    assert response.status_code == 200
+    own = response.get_json()["details"]["cache_redis"]
+    assert own["healthy"] is True
+    assert own["pool_size"] == 10
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'fogredis_up{config_prefix="REDIS_CACHE"} 1.0' in metrics
+    cache.stop()
+    # The cache serves without its Redis: the app stays healthy, the report
+    # says where the trouble is, within the cache's own bound.
+    started = time.monotonic()
+    response = client.get("/health/redis", headers=auth)
+    assert response.status_code == 200
+    own = response.get_json()["details"]["cache_redis"]
+    assert own["healthy"] is False
+    assert own["error"] in ("unreachable", "timeout")
+    assert time.monotonic() - started < 0.3 + 1.0  # the main check's bound (1 s) at most
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'fogredis_up{config_prefix="REDIS_CACHE"} 0.0' in metrics

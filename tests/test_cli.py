@@ -11,8 +11,8 @@ from flask import Flask
 from flask_jwt_extended import create_access_token, decode_token
 
 from flask_fogredis import FogRedis
+from flask_fogredis._connections import translated
 from flask_fogredis.cli import command_state, fogredis_cli, reported_errors
-from flask_fogredis.connections import translated
 
 from .conftest import ServerFactory, make_app
 from .jwt_helpers import bearer, jwt_app

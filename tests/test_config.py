@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from flask_fogredis import ConfigurationError, FogRedis, FogRedisError, NotInitializedError
-from flask_fogredis.config import OPTIONS, mask_url
+from flask_fogredis._config import OPTIONS, mask_url
 
 from .conftest import make_app
 from .servers import free_port
@@ -256,3 +256,20 @@ def test_certificate_keys_without_tls_are_refused(url: str) -> None:
     app = make_app(REDIS_URL=url, REDIS_SSL_CA_CERTS="/etc/ssl/ca.pem")
     with pytest.raises(ConfigurationError, match=r"REDIS_SSL_CA_CERTS is set but .*rediss://"):
         FogRedis(app)
+
+
+def test_a_key_prefix_for_the_cache_s_own_redis_is_refused() -> None:
+    app = make_app(
+        REDIS_URL="memory://", REDIS_CACHE_URL="memory://c", REDIS_CACHE_KEY_PREFIX="other"
+    )
+    with pytest.raises(ConfigurationError, match="REDIS_CACHE_KEY_PREFIX is set") as caught:
+        FogRedis(app)
+    assert "REDIS_KEY_PREFIX" in str(caught.value)
+
+
+def test_the_blocklist_default_depends_on_being_the_app_s_first() -> None:
+    app = make_app(REDIS_URL="memory://", OTHER_URL="memory://")
+    FogRedis(app)
+    FogRedis(app, config_prefix="OTHER")
+    assert app.config["REDIS_JWT_BLOCKLIST"] is True
+    assert app.config["OTHER_JWT_BLOCKLIST"] is False

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from flask_fogredis.config import CONNECTION_OPTIONS, OPTIONS
+from flask_fogredis._config import CONNECTION_OPTIONS, OPTIONS
 
 DOCS = Path(__file__).parent.parent / "docs"
 

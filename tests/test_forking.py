@@ -8,10 +8,10 @@ import warnings
 
 import pytest
 
-from flask_fogredis.config import read_settings
-from flask_fogredis.logs import RateLimitedLog
-from flask_fogredis.near import NearCache
-from flask_fogredis.stats import Stats
+from flask_fogredis._config import read_settings
+from flask_fogredis._logs import RateLimitedLog
+from flask_fogredis._near import NearCache
+from flask_fogredis._stats import Stats
 
 
 def _fork_while_held(lock_owner: object, name: str) -> int:

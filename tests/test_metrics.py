@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import TestResponse
 
 from flask_fogredis import ConfigurationError, FogRedis, RedisUnavailableError
-from flask_fogredis.metrics import CONTENT_TYPE, FAMILIES, MULTIPROC_ENV
+from flask_fogredis._metrics import CONTENT_TYPE, FAMILIES, MULTIPROC_ENV
 
 from .conftest import make_app
 from .jwt_helpers import bearer, jwt_app

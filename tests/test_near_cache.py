@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from flask_fogredis import near as near_module
-from flask_fogredis.config import read_settings
-from flask_fogredis.near import NearCache
+from flask_fogredis import _near as near_module
+from flask_fogredis._config import read_settings
+from flask_fogredis._near import NearCache
 
 from .servers import RedisServer
 

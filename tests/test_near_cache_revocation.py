@@ -16,7 +16,7 @@ import pytest
 from flask_jwt_extended import create_access_token, decode_token
 
 from flask_fogredis import ConfigurationError, FogRedis, FogRedisError
-from flask_fogredis import near as near_module
+from flask_fogredis import _near as near_module
 
 from .conftest import make_app
 from .jwt_helpers import bearer, jwt_app

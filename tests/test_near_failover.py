@@ -13,8 +13,8 @@ import pytest
 from flask_jwt_extended import create_access_token
 
 from flask_fogredis import FogRedis
-from flask_fogredis.config import read_settings
-from flask_fogredis.near import Address, NearCache
+from flask_fogredis._config import read_settings
+from flask_fogredis._near import Address, NearCache
 
 from .conftest import ServerFactory
 from .jwt_helpers import bearer, jwt_app

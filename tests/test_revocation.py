@@ -28,8 +28,8 @@ from flask_jwt_extended import (
 from flask_jwt_extended.exceptions import RevokedTokenError
 from redis.crc import key_slot
 
-from flask_fogredis import FogRedis, TokenError, revocation
-from flask_fogredis.revocation import RevocationUnavailableError
+from flask_fogredis import FogRedis, RevocationUnavailableError, TokenError
+from flask_fogredis import _revocation as revocation
 
 from .conftest import make_app
 from .jwt_helpers import SECRET_KEY, add_views, bearer, jwt_app
@@ -544,7 +544,7 @@ def test_a_marker_that_is_not_a_time_refuses_rather_than_fails(fail_open: bool) 
 def test_an_unreadable_eviction_policy_is_read_again_later(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from flask_fogredis import revocation
+    from flask_fogredis import _revocation as revocation
 
     replies: list[Any] = [redis.ConnectionError("a shard is down"), "allkeys-lru"]
 

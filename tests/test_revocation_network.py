@@ -13,8 +13,7 @@ import redis
 from flask_jwt_extended import create_access_token
 from werkzeug.test import TestResponse
 
-from flask_fogredis import FogRedis, RedisCommandError, RedisUnavailableError
-from flask_fogredis.revocation import EvictionPolicyError
+from flask_fogredis import EvictionPolicyError, FogRedis, RedisCommandError, RedisUnavailableError
 
 from .conftest import ServerFactory
 from .jwt_helpers import bearer, jwt_app

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from flask_fogredis import ConfigurationError, FogRedis
-from flask_fogredis.config import parse_url, read_settings
-from flask_fogredis.connections import connection_options
-from flask_fogredis.near import NearCache
-from flask_fogredis.sentinel import MasterConnection, MasterSSLConnection, sentinel_manager
+from flask_fogredis._config import parse_url, read_settings
+from flask_fogredis._connections import connection_options
+from flask_fogredis._near import NearCache
+from flask_fogredis._sentinel import MasterConnection, MasterSSLConnection, sentinel_manager
 
 from .conftest import make_app
 
@@ -158,7 +158,7 @@ def test_the_near_cache_is_refused_on_cluster() -> None:
 def test_revocation_keys_of_one_identity_share_a_slot(identity: str) -> None:
     from redis.crc import key_slot
 
-    from flask_fogredis.topology import slot_tag
+    from flask_fogredis._topology import slot_tag
 
     tag = slot_tag(identity)
     jti_key = f"fog:jwt:{tag}:jti:some-jti"
@@ -167,7 +167,7 @@ def test_revocation_keys_of_one_identity_share_a_slot(identity: str) -> None:
 
 
 def test_cluster_pools_seen_as_one_before_first_use() -> None:
-    from flask_fogredis.cluster import ClusterPools
+    from flask_fogredis._cluster import ClusterPools
 
     app = make_app(REDIS_URL="redis+cluster://127.0.0.1:1,127.0.0.1:2", REDIS_POOL_SIZE=4)
     fog = FogRedis(app)
@@ -182,7 +182,7 @@ def test_cluster_pools_seen_as_one_before_first_use() -> None:
 def test_tls_forms_open_tls_connections_everywhere() -> None:
     from redis.connection import SSLConnection
 
-    from flask_fogredis.sentinel import FogSentinelSSLConnection, SentinelBlockingPool
+    from flask_fogredis._sentinel import FogSentinelSSLConnection, SentinelBlockingPool
 
     cluster_app = make_app(REDIS_URL="rediss+cluster://127.0.0.1:1,127.0.0.1:2")
     sentinel_app = make_app(REDIS_URL="rediss+sentinel://127.0.0.1:1/mymaster")
@@ -203,7 +203,7 @@ def test_cluster_client_errors_are_told_apart() -> None:
     from redis.exceptions import RedisClusterException
 
     from flask_fogredis import RedisCommandError, RedisUnavailableError
-    from flask_fogredis.connections import translated
+    from flask_fogredis._connections import translated
 
     settings = read_settings({"REDIS_URL": f"redis+cluster://:{SECRET}@h1,h2"}, "REDIS")
     with pytest.raises(RedisUnavailableError, match="unavailable") as down, translated(settings):

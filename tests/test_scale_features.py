@@ -20,8 +20,8 @@ from flask_jwt_extended import create_access_token, decode_token
 from redis.cluster import RedisCluster
 
 from flask_fogredis import FogRedis, RedisUnavailableError, TokenError
-from flask_fogredis.cluster import ClusterPools, NodePool
-from flask_fogredis.sentinel import SentinelBlockingPool
+from flask_fogredis._cluster import ClusterPools, NodePool
+from flask_fogredis._sentinel import SentinelBlockingPool
 
 from .conftest import make_app
 from .jwt_helpers import bearer, jwt_app
@@ -207,7 +207,7 @@ def test_the_revocation_check_is_one_command(
 
 
 def test_an_evicting_primary_is_found_on_a_cluster(cluster_set: ClusterSet) -> None:
-    from flask_fogredis.revocation import EvictionPolicyError
+    from flask_fogredis import EvictionPolicyError
 
     primary = cluster_set.primary_of("{anyone}")
     primary.admin().config_set("maxmemory-policy", "allkeys-lru")

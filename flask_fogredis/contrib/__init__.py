@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from flask import Flask
 
-from ..config import EXTENSION_KEY
-from ..errors import NotInitializedError
+from .._config import EXTENSION_KEY
+from .._errors import NotInitializedError
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from .._state import AppState
 
 
 def app_state(app: Flask, config_prefix: str = "REDIS") -> AppState:

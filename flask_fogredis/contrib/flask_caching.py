@@ -38,7 +38,7 @@ from flask_caching.backends.base import BaseCache
 from redis.client import NEVER_DECODE
 from werkzeug.exceptions import HTTPException, default_exceptions
 
-from ..errors import CacheValueError
+from .._errors import CacheValueError
 from . import app_state
 
 logger = logging.getLogger("flask_fogredis")

@@ -13,8 +13,7 @@ from typing import Any
 from flask import Flask, Response
 from flask_jwt_extended import JWTManager, create_access_token, get_jwt, jwt_required
 
-from flask_fogredis import FogRedis
-from flask_fogredis.errors import FogRedisError
+from flask_fogredis import FogRedis, FogRedisError
 
 from ..jwt_helpers import SECRET_KEY
 

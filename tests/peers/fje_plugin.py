@@ -21,7 +21,7 @@ from flask import Flask
 from flask_jwt_extended import JWTManager
 
 from flask_fogredis import FogRedis
-from flask_fogredis.revocation import Revocations
+from flask_fogredis._revocation import Revocations
 
 ORDER = os.environ.get("FOGREDIS_PEER_ORDER", "")
 if ORDER not in ("before", "after"):

@@ -31,9 +31,9 @@ from typing import Any
 import redis
 from redis.connection import AbstractConnection
 
-from .config import Settings
-from .connections import connection_options, pool_stats
-from .forking import renew_locks_after_fork
+from ._config import Settings
+from ._connections import connection_options, pool_stats
+from ._forking import renew_locks_after_fork
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -151,6 +151,13 @@ class HealthProbe:
             "pool_waiting": stats["waiting"],
             "error": result.error,
         }
+
+    def forget(self) -> None:
+        """Forget the last check and the count of PINGs: the next caller
+        waits for a fresh check."""
+        with self._lock:
+            self._last, self._last_at = None, 0.0
+            self.pings = 0
 
     def close(self) -> None:
         """Close the probe's connection (it reopens on the next check)."""

@@ -7,7 +7,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from queue import Empty, Full
 from types import TracebackType
@@ -22,11 +22,17 @@ from redis.connection import (
     UnixDomainSocketConnection,
 )
 
-from .config import Settings, Target
-from .errors import ConfigurationError, FogRedisError, RedisCommandError, RedisUnavailableError
-from .forking import renew_locks_after_fork
+from ._config import Settings, Target
+from ._errors import ConfigurationError, FogRedisError, RedisCommandError, RedisUnavailableError
+from ._forking import renew_locks_after_fork
 
 _BACKOFF_CAP = 1.0
+# Keys asked of each SCAN, and deleted by each UNLINK, when clearing a pattern.
+SCAN_COUNT = 1000
+UNLINK_BATCH = 500
+
+# Called with the last key of each batch before it is deleted.
+BeforeUnlink = Callable[[Any], None]
 
 
 class _RetryConnect:
@@ -108,7 +114,7 @@ def connection_options(settings: Settings) -> tuple[type[AbstractConnection], di
     connection_class, options = node_options(settings)
     target = settings.target
     if target.is_sentinel:
-        from .sentinel import master_connection_options
+        from ._sentinel import master_connection_options
 
         return master_connection_options(settings, options)
     if target.is_cluster:
@@ -214,7 +220,7 @@ def build_pool(
     connection_class, options = node_options(settings)
     pool: BlockingConnectionPool
     if settings.target.is_sentinel:
-        from .sentinel import build_sentinel_pool
+        from ._sentinel import build_sentinel_pool
 
         pool = build_sentinel_pool(settings, options, observe)
     else:
@@ -231,6 +237,31 @@ def build_pool(
     # OS RLock) or blocks them all (an OS Lock, before redis-py 6).
     renew_locks_after_fork(pool, "_fork_lock")
     return pool
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def unlink_matching(
+    client: redis.Redis, pattern: str, before_unlink: BeforeUnlink | None = None
+) -> int:
+    """Delete the keys matching ``pattern`` on one server: SCAN, and UNLINK
+    in batches, never KEYS (which blocks Redis). Returns how many."""
+    removed = 0
+    for batch in batched(client.scan_iter(match=pattern, count=SCAN_COUNT), UNLINK_BATCH):
+        if before_unlink is not None:
+            before_unlink(batch[-1])
+        removed += int(client.unlink(*batch))
+    return removed
 
 
 def pool_stats(pool: BlockingConnectionPool) -> dict[str, int]:
@@ -260,7 +291,7 @@ def describe(target: Target, exc: BaseException, *secrets: str | None) -> str:
 
 
 # BlockingConnectionPool's only signal that no connection was free in time.
-_POOL_EXHAUSTED = "No connection available."
+POOL_EXHAUSTED = "No connection available."
 # A cluster that is failing over, or a slot no node serves yet: try again soon.
 _CLUSTER_UNAVAILABLE = (
     redis.exceptions.ClusterDownError,
@@ -317,7 +348,7 @@ def _translate(settings: Settings, exc: Exception) -> FogRedisError:
             f"({describe(target, exc, secret)}): check the password in {settings.key('URL')}."
         )
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-        if str(exc) == _POOL_EXHAUSTED:
+        if str(exc) == POOL_EXHAUSTED:
             return RedisUnavailableError(
                 f"No free connection to Redis at {target.display} within "
                 f"{settings.pool_timeout:g} s (all {settings.pool_size} in use): raise "

@@ -17,7 +17,7 @@ import re
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
-from .config import Target, _fail, _query, to_int
+from ._config import Target, _fail, _query, to_int
 
 SENTINEL_PORT = 26379
 CLUSTER_PORT = 6379

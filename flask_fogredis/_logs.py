@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from .forking import renew_locks_after_fork
+from ._forking import renew_locks_after_fork
 
 
 class RateLimitedLog:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
-from .forking import renew_locks_after_fork
+from ._forking import renew_locks_after_fork
 
 
 class Stats:
@@ -18,16 +18,21 @@ class Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
-        self.revocation_checks = 0
-        self.revocations = 0
-        self.redis_errors = 0
-        self.near_cache_hits = 0
-        self.near_cache_misses = 0
-        self.near_cache_invalidations = 0
-        self.near_cache_flushes = 0
-        self._cache: defaultdict[str, dict[str, int]] = defaultdict(
-            lambda: {"hits": 0, "misses": 0, "errors": 0}
-        )
+        self.reset()
+
+    def reset(self) -> None:
+        """Every counter back to zero (shared metrics keep their totals)."""
+        with self._lock:
+            self.revocation_checks = 0
+            self.revocations = 0
+            self.redis_errors = 0
+            self.near_cache_hits = 0
+            self.near_cache_misses = 0
+            self.near_cache_invalidations = 0
+            self.near_cache_flushes = 0
+            self._cache: defaultdict[str, dict[str, int]] = defaultdict(
+                lambda: {"hits": 0, "misses": 0, "errors": 0}
+            )
 
     def count(self, name: str, amount: int = 1) -> None:
         """Add to one of the counters above (``revocation_checks``, ...)."""

@@ -10,12 +10,19 @@ from typing import Any
 
 import redis
 
-from .cluster import ClusterProbe, build_cluster, write_and_wait
-from .config import Settings
-from .connections import PoolQueue, build_pool, node_options, translated
-from .errors import RedisUnavailableError
-from .probe import HealthProbe
-from .sentinel import SentinelProbe
+from ._cluster import ClusterProbe, build_cluster, clear_matching, write_and_wait
+from ._config import Settings
+from ._connections import (
+    BeforeUnlink,
+    PoolQueue,
+    build_pool,
+    node_options,
+    translated,
+    unlink_matching,
+)
+from ._errors import RedisUnavailableError
+from ._probe import HealthProbe
+from ._sentinel import SentinelBlockingPool, SentinelProbe
 
 
 def build_client(
@@ -45,6 +52,17 @@ def topology_details(probe: HealthProbe) -> dict[str, Any]:
     sentinels name) or Cluster (its state as the checked node sees it)."""
     details = getattr(probe, "details", None)
     return details() if callable(details) else {}
+
+
+def master_source(pool: Any) -> SentinelBlockingPool | None:
+    """The pool a near cache's channel follows: a Sentinel pool's master."""
+    return pool if isinstance(pool, SentinelBlockingPool) else None
+
+
+def key_clearer(settings: Settings) -> Callable[[Any, str, BeforeUnlink | None], int]:
+    """How to delete the keys matching a pattern on the target: on every
+    primary of a cluster, else on its one server."""
+    return clear_matching if settings.target.is_cluster else unlink_matching
 
 
 def slot_tag(name: str) -> str:

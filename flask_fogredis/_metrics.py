@@ -17,16 +17,13 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
-from .connections import PoolQueue, pool_stats
-from .errors import ConfigurationError
-from .multiproc import mark_process_dead
-from .probe import PingResult
-from .stats import Stats
-
-if TYPE_CHECKING:
-    from .extension import AppState
+from ._connections import PoolQueue, pool_stats
+from ._errors import ConfigurationError
+from ._multiproc import mark_process_dead
+from ._probe import HealthProbe, PingResult
+from ._stats import Stats
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -100,31 +97,48 @@ FAMILIES = (
 Sample = tuple[str, Mapping[str, str], float]
 
 
-def render(states: Mapping[str, AppState]) -> str:
-    """The metrics of ``states`` (config prefix -> state), after refreshing
-    each one's health check if its last result is older than its cache time."""
-    for state in states.values():
-        state.probe.result(state.endpoints.cache_seconds)
+class Source(NamedTuple):
+    """One Redis the metrics report on, labelled ``config_prefix=label``:
+    its pool, its health probe (whose result may be ``max_age`` seconds
+    old), and the counters of the app's operations (None for a Redis with
+    none of its own, such as the cache's)."""
+
+    label: str
+    pool: Any
+    probe: HealthProbe
+    stats: Stats | None
+    max_age: float
+
+
+def render(sources: Iterable[Source]) -> str:
+    """The metrics of ``sources``, after refreshing each one's health check
+    if its last result is older than its ``max_age``."""
+    sources = list(sources)
+    for source in sources:
+        source.probe.result(source.max_age)
     if _shared is not None:
-        return _render_shared(set(states))
-    return _render_local(states)
+        return _render_shared({source.label for source in sources})
+    return _render_local(sources)
 
 
-def _render_local(states: Mapping[str, AppState]) -> str:
+def _render_local(sources: list[Source]) -> str:
     samples: dict[Family, list[Sample]] = {family: [] for family in FAMILIES}
-    for prefix, state in states.items():
-        labels = {"config_prefix": prefix}
-        pool = pool_stats(state.pool)
+    for source in sources:
+        labels = {"config_prefix": source.label}
+        pool = pool_stats(source.pool)
         samples[POOL_SIZE].append((POOL_SIZE.name, labels, pool["size"]))
         samples[POOL_IN_USE].append((POOL_IN_USE.name, labels, pool["in_use"]))
         samples[POOL_WAITING].append((POOL_WAITING.name, labels, pool["waiting"]))
-        last = state.probe.last
+        last = source.probe.last
         if last is not None:
             samples[UP].append((UP.name, labels, float(last.healthy)))
             samples[PING_LATENCY].append((PING_LATENCY.name, labels, last.latency))
+        stats = source.stats
+        if stats is None:
+            continue
         for name, family in COUNTERS.items():
-            samples[family].append((family.name + "_total", labels, getattr(state.stats, name)))
-        for namespace, counts in sorted(state.stats.cache().items()):
+            samples[family].append((family.name + "_total", labels, getattr(stats, name)))
+        for namespace, counts in sorted(stats.cache().items()):
             for kind, family in CACHE.items():
                 per_namespace = {**labels, "namespace": namespace}
                 samples[family].append((family.name + "_total", per_namespace, counts[kind]))

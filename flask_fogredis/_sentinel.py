@@ -30,9 +30,9 @@ from redis.sentinel import (
     SentinelManagedSSLConnection,
 )
 
-from .config import Settings
-from .connections import FogConnection, FogSSLConnection, PoolQueue, _RetryConnect
-from .probe import HealthProbe, PingResult
+from ._config import Settings
+from ._connections import FogConnection, FogSSLConnection, PoolQueue, _RetryConnect
+from ._probe import HealthProbe, PingResult
 
 # Before redis-py 7.0 BlockingConnectionPool.disconnect() takes no argument,
 # and SentinelConnectionPool calls it with inuse_connections=False.

@@ -38,9 +38,17 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from .config import Settings
-from .connections import _POOL_EXHAUSTED, PoolQueue, pool_stats
-from .probe import HealthProbe, PingResult, parse_info
+from ._config import Settings
+from ._connections import (
+    POOL_EXHAUSTED,
+    SCAN_COUNT,
+    UNLINK_BATCH,
+    BeforeUnlink,
+    PoolQueue,
+    batched,
+    pool_stats,
+)
+from ._probe import HealthProbe, PingResult, parse_info
 
 # Before 6.0, RedisCluster counted its retries in this argument, not in retry=.
 _LEGACY_RETRIES = int(redis.__version__.split(".")[0]) < 6
@@ -61,8 +69,8 @@ class NodePool(BlockingConnectionPool):
         except MaxConnectionsError:
             raise
         except redis.ConnectionError as exc:
-            if str(exc) == _POOL_EXHAUSTED:
-                raise MaxConnectionsError(_POOL_EXHAUSTED) from None
+            if str(exc) == POOL_EXHAUSTED:
+                raise MaxConnectionsError(POOL_EXHAUSTED) from None
             raise
 
 
@@ -294,7 +302,9 @@ def _send_pair(
     return replies[-2], replies[-1]
 
 
-def clear_matching(client: FogRedisCluster, pattern: str, count: int, batch: int) -> int:
+def clear_matching(
+    client: FogRedisCluster, pattern: str, before_unlink: BeforeUnlink | None = None
+) -> int:
     """Delete the keys matching ``pattern`` on every primary: SCAN on each,
     and UNLINK in batches, one command per slot, pipelined per node.
 
@@ -313,13 +323,9 @@ def clear_matching(client: FogRedisCluster, pattern: str, count: int, batch: int
     removed = 0
     for node in client.get_primaries():  # type: ignore[no-untyped-call]
         plain = client.get_redis_connection(node)
-        names: list[Any] = []
-        for name in plain.scan_iter(match=pattern, count=count):
-            names.append(name)
-            if len(names) >= batch:
-                removed += _unlink(client, plain, names)
-                names.clear()
-        if names:
+        for names in batched(plain.scan_iter(match=pattern, count=SCAN_COUNT), UNLINK_BATCH):
+            if before_unlink is not None:
+                before_unlink(names[-1])
             removed += _unlink(client, plain, names)
     return removed
 

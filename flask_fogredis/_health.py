@@ -11,86 +11,23 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from .config import EXTENSION_KEY, Settings, to_bool, to_optional_str, to_seconds
-from .connections import pool_stats
-from .errors import ConfigurationError
-from .metrics import CONTENT_TYPE, render
-from .probe import PingResult
-from .topology import topology_details
-
-if TYPE_CHECKING:
-    from .extension import AppState
+from ._config import EXTENSION_KEY, Settings, is_true
+from ._connections import pool_stats
+from ._errors import ConfigurationError
+from ._metrics import CONTENT_TYPE, render
+from ._probe import PingResult
+from ._state import AppState
+from ._topology import topology_details
 
 health_blueprint = Blueprint("fogredis_health", __name__)
 metrics_blueprint = Blueprint("fogredis_metrics", __name__)
 
 _NO_STORE = {"Cache-Control": "no-store"}
-
-
-@dataclass(frozen=True)
-class EndpointSettings:
-    """The validated health and metrics keys of one config prefix."""
-
-    health_enabled: bool
-    health_url: str
-    cache_seconds: float
-    details_token: str | None
-    metrics_enabled: bool
-    metrics_url: str
-    metrics_token: str | None
-
-
-def read_endpoint_settings(config: Mapping[str, Any], settings: Settings) -> EndpointSettings:
-    """Validate the endpoint keys; raises :class:`ConfigurationError` naming
-    the key."""
-    k = settings.key
-    health_url = config[k("HEALTH_URL")]
-    if health_url is None:
-        health_url = "/health/" + settings.prefix.lower().replace("_", "-")
-    endpoints = EndpointSettings(
-        health_enabled=to_bool(k("HEALTH_ENABLED"), config[k("HEALTH_ENABLED")]),
-        health_url=_path(k("HEALTH_URL"), health_url),
-        cache_seconds=to_seconds(
-            k("HEALTH_CACHE_SECONDS"), config[k("HEALTH_CACHE_SECONDS")], allow_zero=True
-        ),
-        details_token=_token(k("HEALTH_DETAILS_TOKEN"), config[k("HEALTH_DETAILS_TOKEN")]),
-        metrics_enabled=to_bool(k("METRICS_ENABLED"), config[k("METRICS_ENABLED")]),
-        metrics_url=_path(k("METRICS_URL"), config[k("METRICS_URL")]),
-        metrics_token=_token(k("METRICS_TOKEN"), config[k("METRICS_TOKEN")]),
-    )
-    both = endpoints.health_enabled and endpoints.metrics_enabled
-    if both and endpoints.health_url == endpoints.metrics_url:
-        raise ConfigurationError(
-            f"{k('HEALTH_URL')} and {k('METRICS_URL')} are both {health_url!r}: "
-            "give them different paths."
-        )
-    return endpoints
-
-
-def _path(key: str, value: object) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
-        raise ConfigurationError(
-            f"{key} is {value!r}: set it to a path such as '/health/redis' "
-            "(letters, digits, '.', '_', '~', '-' and '/')."
-        )
-    return value.rstrip("/") or "/"
-
-
-def _token(key: str, value: object) -> str | None:
-    token = to_optional_str(key, value)
-    if token is not None and (token != token.strip() or " " in token):
-        raise ConfigurationError(
-            f"{key} contains spaces: use a random string without spaces, such as "
-            "the output of python -c 'import secrets; print(secrets.token_urlsafe())'."
-        )
-    return token
 
 
 logger = logging.getLogger("flask_fogredis")
@@ -192,7 +129,7 @@ def health(config_prefix: str) -> Response:
         credential = _bearer()
         if credential is not None and _matches(credential, token):
             detailed = True
-        elif request.args.get("details", "").lower() in ("1", "true", "yes", "on"):
+        elif is_true(request.args.get("details", "")):
             return _refused(credential is None)
     result = state.probe.result(state.endpoints.cache_seconds)
     body = state.probe.report(result)
@@ -228,7 +165,8 @@ def metrics(config_prefix: str) -> Response:
         if not matched:
             return _refused(missing=False)
         here = {prefix: s for prefix, s in here.items() if prefix in matched or not tokens[prefix]}
-    return Response(render(here), 200, {"Content-Type": CONTENT_TYPE, **_NO_STORE})
+    sources = [source for state in here.values() for source in state.sources()]
+    return Response(render(sources), 200, {"Content-Type": CONTENT_TYPE, **_NO_STORE})
 
 
 def _details(state: AppState, result: PingResult) -> dict[str, Any]:
@@ -251,7 +189,19 @@ def _details(state: AppState, result: PingResult) -> dict[str, Any]:
         "pool_idle": pool["idle"],
         "cache": cache,
         **topology_details(state.probe),
+        **_cache_redis(state),
     }
+
+
+def _cache_redis(state: AppState) -> dict[str, Any]:
+    """The cache's own Redis (``CACHE_URL``), checked as the main one is:
+    its health does not decide the answer's status (the cache serves
+    without it), but the report shows it."""
+    own = state.cache_redis
+    if own is None:
+        return {}
+    result = own.probe.result(state.endpoints.cache_seconds)
+    return {"cache_redis": {**own.probe.report(result), "pool_idle": pool_stats(own.pool)["idle"]}}
 
 
 def _int(value: str | None) -> int | None:

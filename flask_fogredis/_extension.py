@@ -3,10 +3,7 @@ operations, and the health check."""
 
 from __future__ import annotations
 
-import atexit
-import functools
 import logging
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -14,130 +11,31 @@ from typing import Any, TypeVar
 import redis
 from flask import Flask, Request, current_app
 
-from ._undecoded import UndecodedRedis
-from .cache import Cache, cached_view, make_vary
-from .cli import fogredis_cli
-from .config import EXTENSION_KEY, Settings, argument_seconds, read_settings, to_bool, to_int
-from .connections import translated
-from .errors import (
+from ._cache import cached_view, make_vary
+from ._config import (
+    EXTENSION_KEY,
+    argument_seconds,
+    leeway_of,
+    logout_everywhere_lifetime,
+    read_config,
+)
+from ._connections import translated
+from ._errors import (
     ConfigurationError,
     InvalidArgumentError,
     NotInitializedError,
     RedisUnavailableError,
-)
-from .health import read_endpoint_settings, register_endpoints
-from .metrics import SharedStats, shared_metrics
-from .near import NearCache
-from .revocation import (
-    Revocations,
     RevocationUnavailableError,
-    decode,
-    install_loader,
-    leeway_of,
-    token_lifetime,
-    unavailable_response,
-    watch_jwt_managers,
 )
-from .sentinel import SentinelBlockingPool
-from .stats import Stats
-from .topology import build_client, build_probe
+from ._health import register_endpoints
+from ._revocation import decode, install_loader, unavailable_response, watch_jwt_managers
+from ._state import AppState, build_state
+from ._undecoded import UndecodedRedis
+from .cli import fogredis_cli
 
 View = TypeVar("View", bound=Callable[..., Any])
 
 logger = logging.getLogger("flask_fogredis")
-
-
-class AppState:
-    """What one app holds for one config prefix: settings, pool, client, and
-    the parts built on them."""
-
-    def __init__(self, settings: Settings, config: Mapping[str, Any]) -> None:
-        self.settings = settings
-        self.endpoints = read_endpoint_settings(config, settings)
-        # Shared between gunicorn's workers when PROMETHEUS_MULTIPROC_DIR is set.
-        shared = shared_metrics() if self.endpoints.metrics_enabled else None
-        prefix = settings.prefix
-        self.stats = Stats() if shared is None else SharedStats(shared, prefix)
-        # Typed as for one Redis: for Cluster they are a RedisCluster and its
-        # pools seen as one (ClusterPools), with the same commands and stats.
-        self.pool: redis.BlockingConnectionPool
-        self.client: redis.Redis
-        self.pool, self.client = build_client(
-            settings, shared.pool_observer(prefix, settings.pool_size) if shared else None
-        )
-        self.probe = build_probe(
-            settings,
-            self.pool,
-            self.client,
-            collect_info=self.endpoints.details_token is not None,
-            on_result=shared.probe_observer(prefix) if shared else None,
-        )
-        self.revocations = Revocations(self, config)
-        self.cache = Cache(self, config)
-        self.near = self._near_caches(config)
-        _open_states.add(self)
-
-    def _near_caches(self, config: Mapping[str, Any]) -> NearCache | None:
-        """The near cache of the main Redis (revocations, and the cache when
-        it shares that Redis); the cache's own Redis gets one of its own."""
-        key = self.settings.key
-        if not to_bool(key("NEAR_CACHE"), config[key("NEAR_CACHE")]):
-            return None
-        if "memory" in (self.settings.target.scheme, self.cache.settings.target.scheme):
-            raise ConfigurationError(
-                f"{key('NEAR_CACHE')} needs a real Redis (6 or newer): memory:// cannot send "
-                "invalidations. Turn it off for the embedded store."
-            )
-        make = functools.partial(
-            NearCache,
-            max_entries=to_int(
-                key("NEAR_CACHE_MAX_ENTRIES"), config[key("NEAR_CACHE_MAX_ENTRIES")], 1
-            ),
-            max_bytes=to_int(
-                key("NEAR_CACHE_MAX_BYTES"), config[key("NEAR_CACHE_MAX_BYTES")], 1024
-            ),
-            on_event=self.stats.count,
-        )
-        if self.cache.owns_pool:
-            near = make(self.settings, [self.revocations.prefix], master=_master(self.pool))
-            self.cache.near = make(
-                self.cache.settings, [self.cache.prefix], master=_master(self.cache.pool)
-            )
-        else:
-            near = make(
-                self.settings,
-                [self.revocations.prefix, self.cache.prefix],
-                master=_master(self.pool),
-            )
-            self.cache.near = near
-        self.revocations.near = near
-        return near
-
-    def close(self) -> None:
-        """Close every connection; the pool reopens them on the next use
-        (and the near cache restarts its listener on the next use)."""
-        self.probe.close()
-        self.pool.disconnect()
-        self.cache.close()
-        if self.near is not None:
-            self.near.close()
-
-
-def _master(pool: redis.ConnectionPool) -> SentinelBlockingPool | None:
-    """The pool a near cache's channel follows: a Sentinel pool's master."""
-    return pool if isinstance(pool, SentinelBlockingPool) else None
-
-
-_open_states: weakref.WeakSet[AppState] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    for state in list(_open_states):
-        try:
-            state.close()
-        except Exception:  # exiting: a failure to close must not mask the real exit
-            logger.debug("closing a pool at exit failed", exc_info=True)
 
 
 def _seconds(name: str, value: int | float | timedelta) -> int:
@@ -153,6 +51,52 @@ def _seconds(name: str, value: int | float | timedelta) -> int:
             f"{name} must be a number of seconds >= 1 or a timedelta, not {value!r}"
         )
     return int(value)
+
+
+# Keys of neighbouring extensions that look like ours (REDIS_* is ours):
+# set without ours, they were probably meant for FogRedis. A real use of
+# the neighbour is told apart by a key that neighbour needs.
+_NEIGHBOURS = (("CACHE_REDIS_URL", "CACHE_TYPE", "Flask-Caching", "CACHE_URL"),)
+
+
+def _warn_of_neighbours_keys(config: Mapping[str, Any], prefix: str) -> None:
+    """Log a warning for a neighbour's key set where ours was probably meant."""
+    if prefix != "REDIS":
+        return  # another prefix (CACHE_REDIS, say) names its own keys
+    for theirs, needed, owner, ours in _NEIGHBOURS:
+        if theirs in config and needed not in config and not config.get(f"{prefix}_{ours}"):
+            logger.warning(
+                "%s is %s's setting, and %s is not set: FogRedis reads %s_%s.",
+                theirs,
+                owner,
+                needed,
+                prefix,
+                ours,
+            )
+
+
+_UNSET: Any = object()
+
+
+def _lifetime(ttl: Any, **older: Any) -> Any:
+    """``ttl``, or the one older keyword given in its place; raises
+    :class:`InvalidArgumentError` when both are."""
+    for name, value in older.items():
+        if value is not None and value is not _UNSET:
+            if ttl is not None and ttl is not _UNSET:
+                raise InvalidArgumentError(f"Give ttl or {name} (its older name), not both.")
+            return value
+    return ttl
+
+
+def _required_lifetime(ttl: Any, expire_seconds: Any) -> Any:
+    """A revocation's lifetime, which must be given (None: forever)."""
+    if ttl is not _UNSET and expire_seconds is not _UNSET:
+        raise InvalidArgumentError("Give ttl or expire_seconds (its older name), not both.")
+    lifetime = expire_seconds if ttl is _UNSET else ttl
+    if lifetime is _UNSET:
+        raise InvalidArgumentError("blocklist_token() needs ttl: seconds, or None for forever.")
+    return lifetime
 
 
 class FogRedis:
@@ -176,16 +120,14 @@ class FogRedis:
         states: dict[str, AppState] = app.extensions.setdefault(EXTENSION_KEY, {})
         if self.config_prefix in states:
             return
-        # Only the app's first FogRedis checks revocations unless told to: a
-        # second one (a cache's Redis, say) must not add a round trip to
-        # every request, nor refuse tokens when only it is down.
-        app.config.setdefault(f"{self.config_prefix}_JWT_BLOCKLIST", not states)
-        settings = read_settings(app.config, self.config_prefix)
-        state = AppState(settings, app.config)
+        config = read_config(app.config, self.config_prefix, first=not states)
+        settings = config.connection
+        state = build_state(config)
         register_endpoints(app, state)
         states[self.config_prefix] = state
         app.cli.add_command(fogredis_cli)
         self._warn_if_unsafe(app, state)
+        _warn_of_neighbours_keys(app.config, self.config_prefix)
         if state.revocations.auto_register:
             state.cache.warn_if_it_can_fill(settings)
         self._hook_revocation(app, state)
@@ -310,12 +252,19 @@ class FogRedis:
         return self._call("GET", key)  # type: ignore[no-any-return]
 
     def set(
-        self, key: str, value: str | bytes | int | float, expire: int | timedelta | None = None
+        self,
+        key: str,
+        value: str | bytes | int | float,
+        ttl: int | timedelta | None = None,
+        *,
+        expire: int | timedelta | None = None,
     ) -> bool:
-        """Store ``value`` at ``key``, for ``expire`` seconds if given."""
-        if expire is None:
+        """Store ``value`` at ``key``, for ``ttl`` seconds if given
+        (``expire=`` is the older name of ``ttl``)."""
+        ttl = _lifetime(ttl, expire=expire)
+        if ttl is None:
             return bool(self._call("SET", key, value))
-        return bool(self._call("SET", key, value, "EX", _seconds("expire", expire)))
+        return bool(self._call("SET", key, value, "EX", _seconds("ttl", ttl)))
 
     def delete(self, *keys: str) -> int:
         """Delete ``keys``; returns how many existed."""
@@ -328,9 +277,19 @@ class FogRedis:
         """Whether ``key`` exists."""
         return bool(self._call("EXISTS", key))
 
-    def expire(self, key: str, seconds: int | timedelta) -> bool:
-        """Set a time to live on ``key``; False if it does not exist."""
-        return bool(self._call("EXPIRE", key, _seconds("seconds", seconds)))
+    def expire(
+        self,
+        key: str,
+        ttl: int | timedelta | None = None,
+        *,
+        seconds: int | timedelta | None = None,
+    ) -> bool:
+        """Set a time to live of ``ttl`` seconds on ``key``; False if it does
+        not exist (``seconds=`` is the older name of ``ttl``)."""
+        ttl = _lifetime(ttl, seconds=seconds)
+        if ttl is None:
+            raise InvalidArgumentError("expire() needs ttl, a number of seconds >= 1.")
+        return bool(self._call("EXPIRE", key, _seconds("ttl", ttl)))
 
     def ttl(self, key: str) -> int:
         """Seconds ``key`` has left: -2 if missing, -1 if it never expires."""
@@ -369,28 +328,33 @@ class FogRedis:
         """Log out everywhere: refuse every token of ``identity`` issued up to
         now (in the same second included); later tokens are accepted."""
         state = self.state()
-        lifetime = state.revocations.max_lifetime
-        if lifetime is None:
-            config = current_app.config
-            lifetime = token_lifetime(config, leeway_of(config))
+        lifetime = logout_everywhere_lifetime(state.config.revocation, current_app.config)
         state.revocations.revoke_all(identity, lifetime)
 
-    def blacklist_token(
+    def blocklist_token(
         self,
         jti: str,
-        expire_seconds: int | float | timedelta | None,
+        ttl: int | float | timedelta | None = _UNSET,
         identity: object = None,
+        *,
+        expire_seconds: int | float | timedelta | None = _UNSET,
     ) -> None:
-        """Revoke ``jti`` for ``expire_seconds`` (None: forever). On Redis
+        """Revoke ``jti`` for ``ttl`` seconds (None: forever). On Redis
         Cluster pass the token's ``identity`` too (:class:`TokenError`
-        otherwise)."""
-        self.state().revocations.blacklist(jti, expire_seconds, identity)
+        otherwise). ``expire_seconds=`` is the older name of ``ttl``."""
+        lifetime = _required_lifetime(ttl, expire_seconds)
+        self.state().revocations.blocklist(jti, lifetime, identity)
 
-    def is_token_blacklisted(self, jti: str, identity: object = None) -> bool:
-        """Whether ``jti`` was revoked (by ``blacklist_token`` or
+    def is_token_blocklisted(self, jti: str, identity: object = None) -> bool:
+        """Whether ``jti`` was revoked (by ``blocklist_token`` or
         ``revoke_token``); on Redis Cluster pass the token's ``identity``
         too. Raises :class:`RedisUnavailableError` when Redis cannot answer."""
-        return self.state().revocations.is_blacklisted(jti, identity)
+        return self.state().revocations.is_blocklisted(jti, identity)
+
+    # The original names, kept working: code ported from the service that
+    # FogRedis replaces calls them.
+    blacklist_token = blocklist_token
+    is_token_blacklisted = is_token_blocklisted
 
     # -- caching ----------------------------------------------------------
 

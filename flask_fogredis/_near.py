@@ -47,10 +47,10 @@ from typing import Any, Protocol
 import redis
 from redis.connection import AbstractConnection
 
-from .config import Settings
-from .connections import connection_options, node_options
-from .errors import ConfigurationError
-from .forking import renew_locks_after_fork
+from ._config import Settings
+from ._connections import connection_options, node_options
+from ._errors import ConfigurationError
+from ._forking import renew_locks_after_fork
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -66,7 +66,7 @@ Address = tuple[str, int]
 
 class MasterSource(Protocol):
     """Where a Sentinel pool sends its commands (a
-    :class:`~flask_fogredis.sentinel.SentinelBlockingPool`)."""
+    :class:`~flask_fogredis._sentinel.SentinelBlockingPool`)."""
 
     @property
     def master_address(self) -> Address | None:
@@ -247,6 +247,10 @@ class NearCache:
                 "flushes": self.flushes,
                 "waiters": len(self._waiting),
             }
+
+    def flush(self) -> None:
+        """Drop every local copy (the listener stays)."""
+        self._flush(self._healthy)
 
     @property
     def healthy(self) -> bool:

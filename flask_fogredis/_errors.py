@@ -40,3 +40,16 @@ class TokenError(FogRedisError, ValueError):
 class NotInitializedError(FogRedisError, RuntimeError):
     """Used outside an application context, or on an app never passed to
     ``init_app``."""
+
+
+class RevocationUnavailableError(RedisUnavailableError):
+    """The blocklist could not be read, so the token was refused (fail closed).
+    Answered as 503 with ``Retry-After``."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EvictionPolicyError(ConfigurationError):
+    """The Redis holding revocations may evict them (strict mode only)."""

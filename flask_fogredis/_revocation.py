@@ -41,16 +41,21 @@ import redis
 from flask import Flask, Response, current_app, jsonify
 from redis.cluster import RedisCluster
 
-from .config import EXTENSION_KEY, Settings, argument_seconds, to_bool, to_int, to_seconds
-from .connections import translated
-from .errors import ConfigurationError, FogRedisError, RedisUnavailableError, TokenError
-from .forking import renew_locks_after_fork
-from .logs import RateLimitedLog
-from .topology import slot_tag, write_acknowledged
+from ._config import EXTENSION_KEY, RevocationSettings, Settings, argument_seconds, leeway_of
+from ._connections import translated
+from ._errors import (
+    EvictionPolicyError,
+    FogRedisError,
+    RevocationUnavailableError,
+    TokenError,
+)
+from ._forking import renew_locks_after_fork
+from ._logs import RateLimitedLog
+from ._topology import slot_tag, write_acknowledged
 
 if TYPE_CHECKING:
-    from .extension import AppState
-    from .near import NearCache
+    from ._near import NearCache
+    from ._stats import Stats
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -88,52 +93,42 @@ return text
 """
 
 
-class RevocationUnavailableError(RedisUnavailableError):
-    """The blocklist could not be read, so the token was refused (fail closed).
-    Answered as 503 with ``Retry-After``."""
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class EvictionPolicyError(ConfigurationError):
-    """The Redis holding revocations may evict them (strict mode only)."""
+def revocation_prefix(key_prefix: str) -> str:
+    """What every revocation key starts with."""
+    return f"{key_prefix}:jwt:"
 
 
 class Revocations:
     """The blocklist of one app."""
 
-    def __init__(self, state: AppState, config: Mapping[str, Any]) -> None:
-        settings = state.settings
-        k = settings.key
-        self._state = state
-        self._settings: Settings = settings
-        self.auto_register = to_bool(k("JWT_BLOCKLIST"), config[k("JWT_BLOCKLIST")])
-        self.fail_open = to_bool(k("JWT_FAIL_OPEN"), config[k("JWT_FAIL_OPEN")])
-        self.strict_eviction = to_bool(k("JWT_STRICT_EVICTION"), config[k("JWT_STRICT_EVICTION")])
-        self.retry_after = math.ceil(to_seconds(k("JWT_RETRY_AFTER"), config[k("JWT_RETRY_AFTER")]))
-        lifetime = config[k("JWT_MAX_TOKEN_LIFETIME")]
-        # How long a log-out-everywhere marker lasts when the longest token
-        # life is given: that, plus the leeway on both sides (see token_lifetime).
-        self.max_lifetime = (
-            None
-            if lifetime is None
-            else to_seconds(k("JWT_MAX_TOKEN_LIFETIME"), lifetime) + 2 * leeway_of(config)
-        )
-        self.near: NearCache | None = None  # set by the app state when enabled
-        self.wait_replicas = to_int(k("JWT_WAIT_REPLICAS"), config[k("JWT_WAIT_REPLICAS")], 0)
-        self.wait_timeout = to_seconds(k("JWT_WAIT_TIMEOUT"), config[k("JWT_WAIT_TIMEOUT")])
+    def __init__(
+        self,
+        client: Any,
+        settings: Settings,
+        section: RevocationSettings,
+        stats: Stats,
+        near: NearCache | None = None,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self.auto_register = section.auto_register
+        self.fail_open = section.fail_open
+        self.strict_eviction = section.strict_eviction
+        self.retry_after = section.retry_after
+        self.max_lifetime = section.max_lifetime
+        self.wait_replicas = section.wait_replicas
+        self.wait_timeout = section.wait_timeout
+        self.near = near
         self._cluster = settings.target.is_cluster
-        self.prefix = f"{settings.key_prefix}:jwt:"
-        self._jti_prefix = f"{settings.key_prefix}:jwt:jti:"
-        self._sub_prefix = f"{settings.key_prefix}:jwt:sub:"
+        self.prefix = revocation_prefix(settings.key_prefix)
+        self._jti_prefix = f"{self.prefix}jti:"
+        self._sub_prefix = f"{self.prefix}sub:"
         self._policy_checked = False
         self._policy_retry_at = 0.0
         self._policy_lock = threading.Lock()
         renew_locks_after_fork(self, "_policy_lock")
         self._outage_log = RateLimitedLog(logger, interval=30.0)
-        self._stats = state.stats
+        self._stats = stats
 
     # -- keys -----------------------------------------------------------
 
@@ -174,17 +169,17 @@ class Revocations:
                 return False
         return self._write(self._jti_key(jti, identity), ttl_ms, only_new=True)
 
-    def blacklist(
-        self, jti: str, expire_seconds: int | float | timedelta | None, identity: object = None
+    def blocklist(
+        self, jti: str, ttl: int | float | timedelta | None, identity: object = None
     ) -> None:
-        """Revoke ``jti`` for ``expire_seconds`` (None: forever). On Redis
+        """Revoke ``jti`` for ``ttl`` seconds (None: forever). On Redis
         Cluster ``identity`` (the token's) is required."""
         if not isinstance(jti, str) or not jti:
             raise TokenError("jti must be a non-empty string.")
         key = self._bare_jti_key(jti, identity)
         ttl_ms = None
-        if expire_seconds is not None:
-            seconds = argument_seconds("expire_seconds", expire_seconds)
+        if ttl is not None:
+            seconds = argument_seconds("ttl", ttl)
             ttl_ms = math.ceil(seconds * 1000)
         self._write(key, ttl_ms)
 
@@ -216,7 +211,7 @@ class Revocations:
         sent = self.near.expect(key) if self.near is not None else None
         if self.wait_replicas:
             reply = write_acknowledged(
-                self._state.client,
+                self._client,
                 self._settings,
                 key,
                 args,
@@ -225,7 +220,7 @@ class Revocations:
             )
         else:
             with translated(self._settings):
-                reply = self._state.client.execute_command(*args)
+                reply = self._client.execute_command(*args)
         if not reply:
             return False
         self._stats.count("revocations")
@@ -237,13 +232,13 @@ class Revocations:
 
     # -- reading --------------------------------------------------------
 
-    def is_blacklisted(self, jti: str, identity: object = None) -> bool:
+    def is_blocklisted(self, jti: str, identity: object = None) -> bool:
         """Whether ``jti`` itself is revoked (log-out-everywhere aside). On
         Redis Cluster ``identity`` (the token's) is required."""
         key = self._bare_jti_key(jti, identity)
         self.check_eviction_policy()
         with translated(self._settings):
-            return bool(self._state.client.execute_command("EXISTS", key))
+            return bool(self._client.execute_command("EXISTS", key))
 
     def is_revoked(self, payload: Mapping[str, Any], identity_claim: str) -> bool:
         """Whether the token is revoked, by its ``jti`` or by a log out
@@ -289,7 +284,7 @@ class Revocations:
             pending = near.begin(keys)
         try:
             with translated(self._settings):
-                values = self._state.client.execute_command("MGET", *keys)
+                values = self._client.execute_command("MGET", *keys)
         except BaseException:
             if near is not None:
                 near.abandon(pending)
@@ -349,13 +344,13 @@ class Revocations:
         try:
             if self._cluster:
                 # Every primary holds revocations: the first that may evict.
-                replies = self._state.client.execute_command(
+                replies = self._client.execute_command(
                     "CONFIG", "GET", "maxmemory-policy", target_nodes=RedisCluster.PRIMARIES
                 )
                 found = sorted({p for p in map(_policy, replies.values()) if p})
                 unsafe = [p for p in found if p not in _SAFE_POLICIES]
                 return (unsafe or found)[0] if found else None
-            reply = self._state.client.execute_command("CONFIG", "GET", "maxmemory-policy")
+            reply = self._client.execute_command("CONFIG", "GET", "maxmemory-policy")
         except redis.ResponseError as exc:
             # Only a refusal means "not allowed here"; BUSY and the like are
             # outages, answered as such, and the policy is read again later.
@@ -477,29 +472,6 @@ def watch_jwt_managers() -> None:
         JWTManager.init_app = init_app  # type: ignore[method-assign]
         JWTManager.token_in_blocklist_loader = token_in_blocklist_loader  # type: ignore[method-assign]
         _watching = True
-
-
-def token_lifetime(config: Mapping[str, Any], leeway: float) -> float | None:
-    """How long a log-out-everywhere marker must last: the longest a token of
-    this app can live, per flask-jwt-extended's config (its defaults when
-    unset), plus ``leeway`` twice (a token issued just after the marker by a
-    host whose clock is ahead, accepted by a host whose clock is behind);
-    None when tokens may never expire."""
-    longest = 0.0
-    for key, default in (
-        ("JWT_ACCESS_TOKEN_EXPIRES", timedelta(minutes=15)),
-        ("JWT_REFRESH_TOKEN_EXPIRES", timedelta(days=30)),
-    ):
-        value = config.get(key, default)
-        if value is False:
-            return None
-        longest = max(longest, to_seconds(key, value))
-    return longest + 2 * leeway
-
-
-def leeway_of(config: Mapping[str, Any]) -> float:
-    """``JWT_DECODE_LEEWAY`` in seconds."""
-    return to_seconds("JWT_DECODE_LEEWAY", config.get("JWT_DECODE_LEEWAY", 0), allow_zero=True)
 
 
 def decode(token: Mapping[str, Any] | str) -> Mapping[str, Any]:

@@ -28,17 +28,16 @@ from flask.globals import request_ctx
 from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
-from .cluster import clear_matching
-from .config import CONNECTION_OPTIONS, Settings, argument_seconds, read_settings, to_seconds
-from .connections import connection_options, translated
-from .errors import CacheKeyError, CacheValueError, FogRedisError, InvalidArgumentError
-from .logs import RateLimitedLog
-from .probe import parse_info
-from .topology import build_client
+from ._config import CacheSettings, Settings, argument_seconds
+from ._connections import connection_options, translated
+from ._errors import CacheKeyError, CacheValueError, FogRedisError, InvalidArgumentError
+from ._logs import RateLimitedLog
+from ._probe import parse_info
+from ._topology import key_clearer
 
 if TYPE_CHECKING:
-    from .extension import AppState
-    from .near import NearCache
+    from ._near import NearCache
+    from ._stats import Stats
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -51,7 +50,6 @@ WARM_ENVIRON_KEY = "fogredis.cache_warm"
 # Headers that belong to one response, not to the cached content.
 _NOT_STORED = frozenset({"content-length", "x-cache", "date", "age", "set-cookie"})
 _GLOB_SPECIAL = frozenset("*?[]\\")
-_SCAN_COUNT = 1000
 _INVALIDATION_WAIT = 0.1
 # KEYS: value, lock. ARGV: token, blob, ttl in ms.
 _STORE_IF_LOCKED = """
@@ -66,7 +64,6 @@ _RELEASE_IF_OURS = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
-_UNLINK_BATCH = 500
 # The startup look at maxmemory-policy waits no longer than this: it only
 # decides whether to log a warning.
 _POLICY_CHECK_BUDGET = 0.5
@@ -87,33 +84,40 @@ def glob_escape(text: str) -> str:
     return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
 
 
+def cache_prefix(key_prefix: str) -> str:
+    """What every cache key starts with."""
+    return f"{key_prefix}:cache:"
+
+
 class Cache:
     """The cache of one app: its own Redis if ``<prefix>_CACHE_URL`` is set,
     the main pool otherwise."""
 
-    def __init__(self, state: AppState, config: Any) -> None:
-        main = state.settings
-        self.owns_pool = bool(config[main.key("CACHE_URL")])
-        if self.owns_pool:
-            self.settings = read_settings(config, main.key("CACHE"), CONNECTION_OPTIONS)
-            self.pool, self.client = build_client(self.settings)
-        else:
-            self.settings, self.pool, self.client = main, state.pool, state.client
-        self.default_ttl = to_seconds(
-            main.key("CACHE_DEFAULT_TTL"), config[main.key("CACHE_DEFAULT_TTL")]
-        )
-        self.lock_timeout = to_seconds(
-            main.key("CACHE_LOCK_TIMEOUT"), config[main.key("CACHE_LOCK_TIMEOUT")]
-        )
-        # The app's own prefix, on its own Redis too: two apps sharing one
-        # cache Redis must not read each other's entries.
-        self._prefix = f"{main.key_prefix}:cache:"
-        self.near: NearCache | None = None  # set by the app state when enabled
+    def __init__(
+        self,
+        client: Any,
+        section: CacheSettings,
+        *,
+        key_prefix: str,
+        stats: Stats,
+        near: NearCache | None = None,
+    ) -> None:
+        """``client`` is the cache's Redis (its own, or the main one);
+        ``key_prefix`` the app's: two apps sharing one cache Redis must not
+        read each other's entries."""
+        self.settings = section.connection
+        self.owns_pool = section.own
+        self.client = client
+        self.default_ttl = section.default_ttl
+        self.lock_timeout = section.lock_timeout
+        self._prefix = cache_prefix(key_prefix)
+        self.near = near
         # Where requests carry credentials, read from the app config at the
         # first cached request (the config may still change after init_app).
         self._credentials: _Credentials | None = None
-        self._stats = state.stats
+        self._stats = stats
         self._log = RateLimitedLog(logger, interval=30.0)
+        self._clear = key_clearer(self.settings)
         # Scripts need the value and its lock on one server (on Cluster, in
         # one slot: see serve), not on the embedded store (Lua is optional
         # there). Given as bytes, a script is not encoded by the client, which
@@ -122,12 +126,6 @@ class Cache:
         if self._scripts:
             self._store_script = self.client.register_script(_STORE_IF_LOCKED.encode())
             self._release_script = self.client.register_script(_RELEASE_IF_OURS.encode())
-
-    def close(self) -> None:
-        if self.owns_pool:
-            self.pool.disconnect()
-        if self.near is not None:
-            self.near.close()
 
     # -- keys -----------------------------------------------------------
 
@@ -206,26 +204,24 @@ class Cache:
     def clear_namespace(self, namespace: str) -> int:
         """Delete every entry of ``namespace`` (views' included) with SCAN and
         UNLINK in batches, never KEYS; returns how many were removed."""
-        pattern = glob_escape(self.namespace_prefix(namespace)) + "*"
-        removed = 0
-        sent = None
+        return self.clear_matching(glob_escape(self.namespace_prefix(namespace)) + "*")
+
+    def clear_matching(self, pattern: str) -> int:
+        """Delete every key matching ``pattern`` on the cache's Redis, and
+        wait (briefly) until the near caches have heard of it."""
+        sent: list[threading.Event] = []
+
+        def before_unlink(last: Any) -> None:
+            event = self._expect(last)
+            if event is not None:
+                sent[:] = [event]
+
         with translated(self.settings):
-            if self.settings.target.is_cluster:
-                return clear_matching(self.client, pattern, _SCAN_COUNT, _UNLINK_BATCH)
-            batch: list[Any] = []
-            for name in self.client.scan_iter(match=pattern, count=_SCAN_COUNT):
-                batch.append(name)
-                if len(batch) >= _UNLINK_BATCH:
-                    sent = self._expect(batch[-1])
-                    removed += int(self.client.unlink(*batch))
-                    batch.clear()
-            if batch:
-                sent = self._expect(batch[-1])
-                removed += int(self.client.unlink(*batch))
-        if sent is not None:
+            removed = self._clear(self.client, pattern, before_unlink)
+        if sent:
             # Invalidations arrive in order: once the last one is back, every
             # process has been told of every entry removed.
-            sent.wait(_INVALIDATION_WAIT)
+            sent[0].wait(_INVALIDATION_WAIT)
         return removed
 
     def _expect(self, name: Any) -> threading.Event | None:
