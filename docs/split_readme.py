@@ -62,11 +62,12 @@ TOCTREES = {
         "near-cache",
         "health",
         "scaling",
+        "one-redis",
     ],
-    "Operations": ["production", "failover", "troubleshooting", "example"],
+    "Operations": ["production", "failover", "reliability", "troubleshooting", "example"],
     "Reference": ["api", "benchmarks", "changes"],
 }
-HAND_WRITTEN = {"api", "changes"}
+HAND_WRITTEN = {"api", "changes", "one-redis", "reliability"}
 FRONT_PAGE = "_front_page.md"
 OPTION_TABLE = re.compile(r"^\| key \| default \| meaning \|")
 HEADING = re.compile(r"^(#{1,6}) (.+?)\s*$")

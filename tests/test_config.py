@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from flask_fogredis import ConfigurationError, FogRedis, FogRedisError, NotInitializedError
-from flask_fogredis._config import OPTIONS, mask_url
+from flask_fogredis._config import mask_url
 
 from .conftest import make_app
 from .servers import free_port
@@ -239,14 +239,6 @@ def test_memory_store_warns_outside_debug_and_testing(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.WARNING, logger="flask_fogredis"):
         FogRedis(app)
     assert "memory://" in caplog.text
-
-
-def test_every_option_is_documented_in_the_readme() -> None:
-    from pathlib import Path
-
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    for option in OPTIONS:
-        assert f"`REDIS_{option.name}`" in readme, option.name
 
 
 @pytest.mark.parametrize(
