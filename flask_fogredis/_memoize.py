@@ -9,6 +9,9 @@ list. Anything else raises :class:`InvalidArgumentError` naming the type,
 unless ``key_func`` gives the key. Every key is a fixed-length hash, however
 large the arguments.
 
+A function is known by its module and qualified name: two functions that
+share both (closures made by one factory) share their entries.
+
 A first parameter named ``self`` or ``cls`` is left out of the key (a method
 caches for every instance) unless ``key_self=True``, which keys on
 ``repr(self)``.
@@ -150,6 +153,8 @@ def memoize(
     """The decorator behind ``FogRedis.memoize``. Raises
     :class:`CacheKeyError` for an empty namespace."""
     check_name("namespace", namespace)
+    if not callable(tags):
+        tags = check_tags(tags)
 
     def decorator(fn: F) -> F:
         memo = Memoized(fn, namespace, ttl, key_func, tags, key_self)
