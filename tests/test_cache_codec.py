@@ -9,14 +9,20 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from redis.client import NEVER_DECODE
 
 from flask_fogredis import CacheValueError, ConfigurationError, FogRedis
 from flask_fogredis._codec import JsonCodec, MsgpackCodec, decode, encode
-from redis.client import NEVER_DECODE
 
 from .conftest import make_app
 
-_json_scalars = st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False, allow_infinity=False)
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
 json_values = st.recursive(
     _json_scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
@@ -29,8 +35,10 @@ msgpack_values = st.recursive(
     | st.text()
     | st.binary()
     | st.floats(allow_nan=False),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text() | st.integers(0, 1000), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text() | st.integers(0, 1000), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -88,7 +96,12 @@ def test_values_stored_before_the_codec_still_read() -> None:
 
 @pytest.mark.parametrize(
     ("value", "named"),
-    [({1, 2}, "set"), ({1: "a"}, "dict with int keys"), ([object()], "object"), (float("nan"), "nan")],
+    [
+        ({1, 2}, "set"),
+        ({1: "a"}, "dict with int keys"),
+        ([object()], "object"),
+        (float("nan"), "nan"),
+    ],
 )
 def test_what_json_cannot_take_is_refused_and_nothing_stored(value: Any, named: str) -> None:
     app, fog = fog_app()
@@ -124,7 +137,15 @@ def test_a_codec_that_raises_gives_a_cache_value_error() -> None:
 
 @pytest.mark.parametrize(
     "codec",
-    ["pickle", "dill", "cloudpickle", "jsonpickle", "pickle:loads", pickle, "tests.fake_codecs.sneaky"],
+    [
+        "pickle",
+        "dill",
+        "cloudpickle",
+        "jsonpickle",
+        "pickle:loads",
+        pickle,
+        "tests.fake_codecs.sneaky",
+    ],
 )
 def test_codecs_that_unpickle_are_refused_at_startup(codec: object) -> None:
     with pytest.raises(ConfigurationError, match="REDIS_CACHE_SERIALIZER.*unpickles"):

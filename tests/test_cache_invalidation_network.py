@@ -95,7 +95,9 @@ def _check_reaches_the_other_process(url: str, invalidate: Any, what: str) -> No
 
 def test_delete_memoized_reaches_another_near_cache(redis_server: RedisServer) -> None:
     _check_reaches_the_other_process(
-        redis_server.url, lambda site: site[1].delete_memoized(site[0].config["SQUARE"], 3), "square"
+        redis_server.url,
+        lambda site: site[1].delete_memoized(site[0].config["SQUARE"], 3),
+        "square",
     )
 
 

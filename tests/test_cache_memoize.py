@@ -59,7 +59,7 @@ def test_one_round_trip_per_hit(fog: FogRedis, monkeypatch: pytest.MonkeyPatch) 
     area, _ = counted(fog)
     area(1)
     sent: list[tuple[Any, ...]] = []
-    original = type(fog.client).execute_command
+    original: Any = type(fog.client).execute_command
 
     def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
         sent.append(args)
@@ -100,7 +100,9 @@ def test_methods_are_keyed_without_self_unless_asked(fog: FogRedis) -> None:
     assert calls[-1] == "own b" and calls.count("own a") == 1
 
 
-@pytest.mark.parametrize(("bad", "named"), [({1, 2}, "set"), (object(), "object"), ({1: 2}, "int keys")])
+@pytest.mark.parametrize(
+    ("bad", "named"), [({1, 2}, "set"), (object(), "object"), ({1: 2}, "int keys")]
+)
 def test_arguments_that_are_not_json_are_refused(fog: FogRedis, bad: Any, named: str) -> None:
     area, calls = counted(fog)
     with pytest.raises(InvalidArgumentError, match=named):

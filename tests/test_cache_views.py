@@ -212,7 +212,7 @@ def test_stale_while_revalidate(
     time.sleep(0.3)
     # Another request holds the lock (it is recomputing): this one gets the
     # old copy at once.
-    lock = next(iter(fog.client.keys("fog:cache:1:v:v:*"))).replace(":v:{", ":l:{")
+    lock = str(next(iter(fog.client.keys("fog:cache:1:v:v:*")))).replace(":v:{", ":l:{")
     fog.client.set(lock, "someone", px=5000)
     stale = client.get("/stale")
     assert (stale.headers["X-Cache"], stale.get_data()) == ("STALE", b"v1")
