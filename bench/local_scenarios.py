@@ -284,3 +284,80 @@ def _starve(
     for thread in waiting + holding:
         thread.join()
     return busy, outcomes
+
+
+def memoize_and_conditional(url: str, rounds: int, calls: int) -> Scenario:
+    """6. A memoize hit (FogRedis without and with the near cache, and
+    Flask-Caching's ``@memoize`` on its Redis backend), and a cached view's
+    ``If-None-Match`` hit against a full hit, in this process."""
+    from flask_caching import Cache
+
+    scenario = Scenario(6, "Memoize hit and conditional GET, one thread", "calls/s", "calls")
+    app, fog = _app(url)
+    near_app, near_fog = _app(url, REDIS_NEAR_CACHE=True, REDIS_KEY_PREFIX="near")
+    peer_app = Flask("bench-peer")
+    peer = Cache(peer_app, config={"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url})
+    result = {"total": 12_345, "items": list(range(10))}
+
+    def compute(user: int, page: int = 1) -> dict[str, Any]:
+        return result
+
+    ours = fog.memoize("bench", 600)(compute)
+    ours_near = near_fog.memoize("bench", 600)(compute)
+    theirs = peer.memoize(600)(compute)
+
+    @app.get("/etag")
+    @fog.cached("bench-view", 600)
+    def view() -> dict[str, Any]:
+        return {"rows": [{"n": n, "text": "x" * 40} for n in range(50)]}
+
+    client = app.test_client()
+    etag = client.get("/etag").headers["ETag"]
+    contenders: list[tuple[Any, Flask, Callable[..., Any]]] = [
+        (scenario.contender("fog", "fog.memoize"), app, ours),
+        (scenario.contender("fog_near", "fog.memoize, near cache"), near_app, ours_near),
+        (scenario.contender("flask_caching", "Flask-Caching @memoize (Redis)"), peer_app, theirs),
+    ]
+    full = scenario.contender("full_hit", "cached view, full hit")
+    not_modified = scenario.contender("if_none_match", "cached view, If-None-Match hit (304)")
+
+    def memo_run(target: Flask, fn: Callable[..., Any]) -> Callable[[], None]:
+        def run() -> None:
+            with target.app_context():
+                for _ in range(calls):
+                    fn(7, page=2)
+
+        return run
+
+    def view_run(headers: dict[str, str], status: int) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(calls):
+                if client.get("/etag", headers=headers).status_code != status:
+                    raise RuntimeError("the cached view answered something else")
+
+        return run
+
+    runs: list[tuple[Any, Callable[[], None]]] = [
+        (contender, memo_run(target, fn)) for contender, target, fn in contenders
+    ]
+    runs += [(full, view_run({}, 200)), (not_modified, view_run({"If-None-Match": etag}, 304))]
+    for _, run in runs:
+        run()  # warm-up: entries stored, near cache listening and filled
+    time.sleep(0.5)
+    for _, run in runs:
+        run()
+    for round_ in range(rounds):
+        shift = round_ % len(runs)
+        for contender, run in runs[shift:] + runs[:shift]:
+            began = time.perf_counter()
+            run()
+            contender.add("calls", calls / (time.perf_counter() - began))
+    for target, ext in ((app, fog), (near_app, near_fog)):
+        with target.app_context():
+            ext.disconnect()
+    scenario.ratio("fog.memoize / Flask-Caching", contenders[0][0], contenders[2][0], target=1.0)
+    scenario.ratio(
+        "fog.memoize near / Flask-Caching", contenders[1][0], contenders[2][0], target=1.5
+    )
+    scenario.ratio("If-None-Match / full hit", not_modified, full, target=1.1)
+    return scenario

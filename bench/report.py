@@ -13,6 +13,7 @@ from .results import Contender, Ratio, Scenario
 FIGURES: dict[str, tuple[str, str]] = {
     "rps": ("req/s", "{:,.0f}"),
     "ops": ("ops/s", "{:,.0f}"),
+    "calls": ("calls/s", "{:,.0f}"),
     "p50_ms": ("p50 ms", "{:.2f}"),
     "p99_ms": ("p99 ms", "{:.2f}"),
     "max_ms": ("max ms", "{:.1f}"),

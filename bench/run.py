@@ -15,7 +15,7 @@ from typing import Any
 
 from . import load, report
 from .http_scenarios import Options, cached_view, health_storm, revocation
-from .local_scenarios import plain_operations, pool_contention
+from .local_scenarios import memoize_and_conditional, plain_operations, pool_contention
 from .results import Scenario
 from .servers import GUNICORN_THREADS, GUNICORN_WORKERS, RedisServer
 
@@ -33,7 +33,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--loader", choices=["auto", "wrk", "python"], default="auto", help="load generator"
     )
     parser.add_argument(
-        "--only", default="1,2,3,4,5", help="scenarios to run, comma-separated (default: all)"
+        "--only", default="1,2,3,4,5,6", help="scenarios to run, comma-separated (default: all)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     args = parser.parse_args(argv)
@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             (3, lambda: plain_operations(server.url, rounds=max(9, args.rounds), pairs=3000)),
             (4, lambda: pool_contention(server.url, rounds=args.rounds, seconds=2.0)),
             (5, lambda: health_storm(options)),
+            (
+                6,
+                lambda: memoize_and_conditional(server.url, rounds=max(9, args.rounds), calls=2000),
+            ),
         ]
         for number, step in steps:
             if number not in wanted:

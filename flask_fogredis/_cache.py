@@ -4,8 +4,12 @@ Keys are ``<prefix>:cache:<n>:<namespace>:<kind>:<key>`` where ``<n>`` is the
 namespace's length in bytes. The length makes the namespace part
 unambiguous, so no namespace (``a`` vs ``a:b``) can reach into another's
 entries, and clearing matches ``<prefix>:cache:<n>:<namespace>:*`` with every
-glob character escaped. Values are bytes as given (``str`` as UTF-8): nothing
-is ever pickled.
+glob character escaped. Values go through the codec (``_codec``): nothing is
+ever pickled.
+
+Indexes (``_index``) name the entries of one tag (``<prefix>:cache:tag:...``)
+and of one URL (``<prefix>:cache:url:...``); they start with a letter, so no
+namespace reaches them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis
 from flask import Request, Response, current_app, make_response, request
@@ -28,9 +32,11 @@ from flask.globals import request_ctx
 from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
+from ._codec import decode, encode
 from ._config import CacheSettings, Settings, argument_seconds
 from ._connections import connection_options, translated
-from ._errors import CacheKeyError, CacheValueError, FogRedisError, InvalidArgumentError
+from ._errors import CacheKeyError, FogRedisError, InvalidArgumentError
+from ._index import Indexes, check_tags
 from ._logs import RateLimitedLog
 from ._probe import parse_info
 from ._topology import key_clearer
@@ -42,6 +48,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_fogredis")
 
 View = TypeVar("View", bound=Callable[..., Any])
+T = TypeVar("T")
+Ttl = float | timedelta | Callable[[Response], float | timedelta] | None
 
 # Set on requests made by cache_warm: compute and store even on a hit.
 # WSGI environ keys from HTTP headers all start with HTTP_, so no client can
@@ -49,6 +57,8 @@ View = TypeVar("View", bound=Callable[..., Any])
 WARM_ENVIRON_KEY = "fogredis.cache_warm"
 # Headers that belong to one response, not to the cached content.
 _NOT_STORED = frozenset({"content-length", "x-cache", "date", "age", "set-cookie"})
+# What a 304 leaves out: it has no body (RFC 9110 15.4.5).
+_NOT_IN_304 = frozenset({"content-type", "content-length", "content-encoding"})
 _GLOB_SPECIAL = frozenset("*?[]\\")
 _INVALIDATION_WAIT = 0.1
 # KEYS: value, lock. ARGV: token, blob, ttl in ms.
@@ -77,6 +87,12 @@ def _check(kind: str, name: object) -> str:
     except UnicodeEncodeError:
         raise CacheKeyError(f"The cache {kind} {name!r} is not valid Unicode.") from None
     return name
+
+
+def check_name(kind: str, name: object) -> str:
+    """``name`` if it is a non-empty string; raises :class:`CacheKeyError`
+    naming ``kind`` otherwise."""
+    return _check(kind, name)
 
 
 def glob_escape(text: str) -> str:
@@ -110,6 +126,7 @@ class Cache:
         self.client = client
         self.default_ttl = section.default_ttl
         self.lock_timeout = section.lock_timeout
+        self.codec = section.codec
         self._prefix = cache_prefix(key_prefix)
         self.near = near
         # Where requests carry credentials, read from the app config at the
@@ -126,6 +143,7 @@ class Cache:
         if self._scripts:
             self._store_script = self.client.register_script(_STORE_IF_LOCKED.encode())
             self._release_script = self.client.register_script(_RELEASE_IF_OURS.encode())
+        self.indexes = Indexes(client, self._scripts)
 
     # -- keys -----------------------------------------------------------
 
@@ -140,6 +158,16 @@ class Cache:
 
     def entry_key(self, namespace: str, key: str) -> str:
         return self.namespace_prefix(namespace) + "k:" + _check("key", key)
+
+    def tag_index(self, tag: str) -> str:
+        """The index of the entries tagged ``tag`` (any namespace)."""
+        return f"{self._prefix}tag:{len(tag.encode())}:{tag}"
+
+    def url_index(self, path: str, query: str) -> str:
+        """The index of every cached copy of one URL: its path as the app
+        routes it and its canonical query string (every host, every vary)."""
+        text = f"{path}\n{query}".encode("utf-8", "surrogatepass")
+        return f"{self._prefix}url:{hashlib.sha256(text).hexdigest()[:40]}"
 
     # -- plumbing -------------------------------------------------------
 
@@ -157,17 +185,90 @@ class Cache:
         seconds = self.default_ttl if ttl is None else argument_seconds("ttl", ttl)
         return max(1, round(seconds * 1000))
 
-    def _decoded(self, raw: bytes) -> str | bytes:
-        if self.settings.decode_responses:
-            try:
-                return raw.decode()
-            except UnicodeDecodeError:
-                return raw
-        return raw
+    def _read(self, key: str, parse: Callable[[bytes, bool], T | None]) -> T | None:
+        """The entry at ``key`` parsed: from the near cache when it holds a
+        copy that ``parse(blob, True)`` accepts (not past its own expiry),
+        else from Redis in one GET (the near cache keeps it). None on a miss.
+        Raises :class:`FogRedisError` when Redis fails."""
+        near = self.near
+        pending = None
+        if near is not None:
+            found = near.lookup([key])
+            if found is not None:
+                if found[0] is None:
+                    return None
+                # Redis's own expiry notice may still be on its way.
+                parsed = parse(found[0], True)
+                if parsed is not None:
+                    return parsed
+            pending = near.begin([key])
+        try:
+            blob = self._run("GET", key, **{NEVER_DECODE: True})
+        except BaseException:
+            if near is not None:
+                near.abandon(pending)
+            raise
+        if near is not None:
+            near.fill(pending, [(key, blob)])
+        return None if blob is None else parse(blob, False)
+
+    def drop(self, keys: list[str]) -> int:
+        """Unlink ``keys`` (one command each, in one pipeline: on Cluster they
+        are in many slots), and wait briefly until the near caches have heard
+        of it; returns how many existed. Raises when Redis fails."""
+        if not keys:
+            return 0
+        event = self._expect(keys[-1])
+        with translated(self.settings):
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.unlink(key)
+            removed = [int(n) for n in pipe.execute()]
+        if event is not None and removed[-1]:
+            event.wait(_INVALIDATION_WAIT)
+        return sum(removed)
+
+    def drop_indexed(self, index: str) -> int:
+        """Unlink every entry ``index`` names; returns how many existed."""
+        with translated(self.settings):
+            members = self.indexes.members(index)
+        removed = self.drop(members)
+        with translated(self.settings):
+            self.indexes.forget(index, members)
+        return removed
+
+    def invalidate_tags(self, tags: tuple[str, ...]) -> int:
+        """Drop every entry carrying any of ``tags``; returns how many.
+        Raises :class:`InvalidArgumentError` for a tag that is not a
+        non-empty string, and when Redis fails."""
+        return sum(self.drop_indexed(self.tag_index(tag)) for tag in check_tags(tags))
+
+    def delete_url(self, url: str) -> int:
+        """Drop every cached copy of ``url`` (a path with an optional query
+        string, or a full URL whose path and query are used); returns how
+        many. Raises :class:`InvalidArgumentError` for anything else."""
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or not parts.path.startswith("/") or parts.fragment:
+            raise InvalidArgumentError(
+                f"delete_cached_url needs a path such as '/items?page=2', not {url!r}."
+            )
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        return self.drop_indexed(self.url_index(unquote(parts.path), _canonical(pairs)))
+
+    def _index(self, namespace: str, indexes: list[str], member: str, ttl_ms: int) -> None:
+        """Record a stored entry in ``indexes``; an index that fails to take
+        it is logged (the entry still expires with its TTL)."""
+        if not indexes:
+            return
+        try:
+            with translated(self.settings):
+                self.indexes.add(indexes, member, ttl_ms)
+        except FogRedisError as exc:
+            self._failed(namespace, exc)
 
     # -- the helper -------------------------------------------------------
 
-    def get(self, namespace: str, key: str) -> str | bytes | None:
+    def get(self, namespace: str, key: str) -> Any:
         """The value, or None on a miss and when Redis fails (logged, counted)."""
         name = self.entry_key(namespace, key)
         try:
@@ -176,18 +277,16 @@ class Cache:
             self._failed(namespace, exc)
             return None
         self._stats.cache_event(namespace, "misses" if raw is None else "hits")
-        return None if raw is None else self._decoded(raw)
+        return None if raw is None else decode(self.codec, raw, self.settings.decode_responses)
 
     def set(
-        self, namespace: str, key: str, value: str | bytes, ttl: float | timedelta | None = None
+        self, namespace: str, key: str, value: Any, ttl: float | timedelta | None = None
     ) -> bool:
-        """Store ``value``; False when Redis fails (logged, counted)."""
+        """Store ``value`` (``str`` and ``bytes`` as given, anything else
+        through the codec); False when Redis fails (logged, counted). Raises
+        :class:`CacheValueError` naming the type the codec cannot take."""
         name = self.entry_key(namespace, key)
-        if not isinstance(value, (str, bytes)):
-            raise CacheValueError(
-                f"Cache values are str or bytes, not {type(value).__name__}: "
-                "serialise it first (json.dumps, say); nothing is pickled."
-            )
+        value = encode(self.codec, value)
         ttl_ms = self._ttl_ms(ttl)
         try:
             self._run("SET", name, value, "PX", ttl_ms)
@@ -234,18 +333,24 @@ class Cache:
     def serve(
         self,
         namespace: str,
-        ttl: float | timedelta | None,
+        ttl: Ttl,
         vary: _Vary,
         view: Callable[[], Any],
         req: Request,
+        controls: ViewControls | None = None,
     ) -> Response:
         """Answer a GET or HEAD (``req``) from the cache, or compute it once.
 
         A request the cache must not answer (one with credentials when the
         decorator does not say how answers differ per caller, or with a query
-        parameter outside its allowlist) is computed, not stored, and tagged
-        ``X-Cache: BYPASS``.
+        parameter outside its allowlist, or one ``unless()`` skips) is
+        computed, not stored, and tagged ``X-Cache: BYPASS``. A stored copy
+        past its ``ttl`` but within its ``stale_ttl`` is served as
+        ``X-Cache: STALE`` while one request (the lock holder) recomputes.
         """
+        controls = controls or _PLAIN
+        if controls.unless is not None and controls.unless():
+            return _tagged(make_response(view()), "BYPASS")
         if not vary.allows_query(req) or (not vary.per_caller and self._has_credentials(req)):
             return _tagged(make_response(view()), "BYPASS")
         base = self.namespace_prefix(namespace)
@@ -253,40 +358,58 @@ class Cache:
         # The digest as a hash tag: on Cluster the value and its lock share a
         # slot, and the entries of a namespace still spread over the nodes.
         value_key, lock_key = f"{base}v:{{{digest}}}", f"{base}l:{{{digest}}}"
-        if not req.environ.get(WARM_ENVIRON_KEY):
+        warm = req.environ.get(WARM_ENVIRON_KEY)
+        stale: _Entry | None = None
+        if not warm:
             try:
-                hit = self._cached_response(value_key)
+                hit = self._read(value_key, _parse_entry)
             except FogRedisError as exc:
                 self._failed(namespace, exc)
                 return _tagged(make_response(view()), "MISS")
             if hit is not None:
                 self._stats.cache_event(namespace, "hits")
-                return hit
+                if hit.fresh():
+                    return _answer(hit, req, "HIT")
+                stale = hit
         token = secrets.token_hex(8)
         try:
             locked = self._run("SET", lock_key, token, "NX", "PX", round(self.lock_timeout * 1000))
         except FogRedisError as exc:
             self._failed(namespace, exc)
-            return _tagged(make_response(view()), "MISS")
+            return _answer(stale, req, "STALE") if stale else _tagged(make_response(view()), "MISS")
         if not locked:
+            if stale is not None:
+                return _answer(stale, req, "STALE")  # another request recomputes it
             blob = self._wait(namespace, value_key, lock_key)
-        elif not req.environ.get(WARM_ENVIRON_KEY):
+        elif not warm:
             # The first read may have missed a holder that stored and let go
             # just before this request took the lock.
             blob = self._stored_blob(namespace, value_key)
-            if blob is not None:
+            if blob is not None and _entry(blob).fresh():
                 self._release(namespace, lock_key, token)
+            else:
+                blob = None
         else:
             blob = None
-        response = None if blob is None else _from_blob(blob)
-        if response is not None:
+        if blob is not None:
             self._stats.cache_event(namespace, "hits")
-            return response
-        self._stats.cache_event(namespace, "misses")
+            return _answer(_entry(blob), req, "HIT")
+        if stale is None:
+            self._stats.cache_event(namespace, "misses")
         lock = (lock_key, token) if locked else None
         try:
-            response = make_response(view())
-            if self._store(namespace, value_key, response, ttl, vary, lock):
+            try:
+                response = make_response(view())
+            except Exception:
+                if stale is None:
+                    raise
+                self._log.warning(
+                    f"stale-{namespace}",
+                    "A view cached in %r raised while recomputing; serving its stale copy",
+                    namespace,
+                )
+                return _answer(stale, req, "STALE")
+            if self._store(namespace, value_key, response, ttl, vary, lock, controls, req):
                 lock = None  # the store released it
         finally:
             if lock is not None:
@@ -341,31 +464,6 @@ class Cache:
         self._credentials = _Credentials(tuple(headers), tuple(cookies), query)
         return self._credentials
 
-    def _cached_response(self, value_key: str) -> Response | None:
-        """The stored answer for ``value_key``: from the near cache when it
-        holds an unexpired copy, else from Redis (the near cache keeps it)."""
-        near = self.near
-        pending = None
-        if near is not None:
-            found = near.lookup([value_key])
-            if found is not None:
-                if found[0] is None:
-                    return None
-                # Redis's own expiry notice may still be on its way.
-                response = _from_blob(found[0], local=True)
-                if response is not None:
-                    return response
-            pending = near.begin([value_key])
-        try:
-            blob = self._run("GET", value_key, **{NEVER_DECODE: True})
-        except BaseException:
-            if near is not None:
-                near.abandon(pending)
-            raise
-        if near is not None:
-            near.fill(pending, [(value_key, blob)])
-        return None if blob is None else _from_blob(blob)
-
     def _wait(self, namespace: str, value_key: str, lock_key: str) -> bytes | None:
         """Wait for the request holding the lock: its stored result, or None
         when it finished without one, failed, or outlived the lock."""
@@ -408,38 +506,57 @@ class Cache:
         namespace: str,
         value_key: str,
         response: Response,
-        ttl: float | timedelta | None,
+        ttl: Ttl,
         vary: _Vary,
         lock: tuple[str, str] | None = None,
+        controls: ViewControls | None = None,
+        req: Request | None = None,
     ) -> bool:
-        """Store a cacheable response. Under our ``lock`` (key, token) the
-        write happens only if the lock is still ours, in one script that also
-        releases it: a namespace cleared while the view ran (which deletes
-        the lock) does not get the stale result back. Whether the script
-        ran (the lock is then released)."""
+        """Store a cacheable response, with a strong ETag (the body's hash,
+        unless the view set one), and index it by its URL and tags. Under our
+        ``lock`` (key, token) the write happens only if the lock is still
+        ours, in one script that also releases it: a namespace cleared while
+        the view ran (which deletes the lock) does not get the stale result
+        back. Whether the script ran (the lock is then released)."""
+        controls = controls or _PLAIN
         if not _cacheable(response, vary):
             return False
+        if controls.response_filter is not None and not controls.response_filter(response):
+            return False
+        body = response.get_data()
+        if "ETag" not in response.headers:
+            response.headers["ETag"] = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        fresh = self._ttl_ms(ttl(response) if callable(ttl) else ttl)
+        ttl_ms = fresh + round(controls.stale_ttl * 1000)
         now = time.time()
         meta = {
             "s": response.status_code,
             "h": [(k, v) for k, v in response.headers.items() if k.lower() not in _NOT_STORED],
             "t": now,
+            "e": response.headers["ETag"],
+            # Fresh until then; served as stale after it, until it expires.
+            "f": now + fresh / 1000,
             # When it expires: a near-cache copy must not outlive it while
             # Redis's expiry notice is on its way.
-            "x": now + self._ttl_ms(ttl) / 1000,
+            "x": now + ttl_ms / 1000,
         }
-        blob = json.dumps(meta, separators=(",", ":")).encode() + b"\n" + response.get_data()
+        blob = json.dumps(meta, separators=(",", ":")).encode() + b"\n" + body
+        stored = False
         try:
             if lock is not None and self._scripts and self._one_slot(value_key, lock[0]):
                 with translated(self.settings):
-                    self._store_script(
-                        keys=[value_key, lock[0]], args=[lock[1], blob, self._ttl_ms(ttl)]
-                    )
-                return True
-            self._run("SET", value_key, blob, "PX", self._ttl_ms(ttl))
+                    self._store_script(keys=[value_key, lock[0]], args=[lock[1], blob, ttl_ms])
+                stored = True
+            else:
+                self._run("SET", value_key, blob, "PX", ttl_ms)
         except FogRedisError as exc:
             self._failed(namespace, exc)
-        return False
+            return False
+        indexes = [self.tag_index(tag) for tag in controls.tags_for(req)]
+        if req is not None:
+            indexes.append(self.url_index(req.path, _query_of(req)))
+        self._index(namespace, indexes, value_key, ttl_ms)
+        return stored
 
     def _one_slot(self, first: str, second: str) -> bool:
         """Whether a script may touch both keys: on Cluster, whether they
@@ -570,13 +687,7 @@ class _Vary:
         return all(name in self.query_params for name in req.args)
 
     def digest(self, req: Request) -> str:
-        # Query parameters sorted by name; repeated names keep their order,
-        # since ?a=1&a=2 and ?a=2&a=1 may mean different lists. Without a
-        # query string there is nothing to parse (the common case, and a
-        # cost on every hit).
-        query = ""
-        if req.query_string:
-            query = urlencode(sorted(req.args.items(multi=True), key=lambda item: item[0]))
+        query = _query_of(req)
         # Host and scheme: a view that builds absolute URLs answers each
         # differently, and a forged Host header must not reach other callers.
         # The header as sent (after any ProxyFix), not ``req.host``, whose
@@ -659,20 +770,95 @@ def _session_was_read() -> bool:
     return True  # cannot tell (a Flask that keeps it elsewhere): do not store
 
 
-def _from_blob(blob: bytes, *, local: bool = False) -> Response | None:
+class _Entry(NamedTuple):
+    """A stored response: its metadata (status, headers, ETag, when stored,
+    fresh until, expires) and body."""
+
+    meta: dict[str, Any]
+    body: bytes
+
+    def fresh(self) -> bool:
+        # Entries stored before stale_ttl existed have no "f": fresh until
+        # they expire.
+        until = self.meta.get("f")
+        return until is None or time.time() < until
+
+
+def _parse_entry(blob: bytes, local: bool) -> _Entry | None:
     """The response stored in ``blob``. A ``local`` (near-cache) copy past
     its expiry gives None: Redis's own expiry notice may still be on its way.
     """
-    head, _, body = blob.partition(b"\n")
-    meta = json.loads(head.decode())
-    if local and time.time() >= meta.get("x", 0):
+    entry = _entry(blob)
+    if local and time.time() >= entry.meta.get("x", 0):
         return None
+    return entry
+
+
+def _entry(blob: bytes) -> _Entry:
+    head, _, body = blob.partition(b"\n")
+    return _Entry(json.loads(head.decode()), body)
+
+
+def _answer(entry: _Entry, req: Request, state: str) -> Response:
+    """The response for ``req`` from a stored entry: ``304 Not Modified``
+    without a body when its ``If-None-Match`` names the entry's ETag."""
+    meta = entry.meta
     # Age and X-Cache are never stored (_NOT_STORED), so they can go in with
     # the rest: one pass over the headers instead of a search per header set.
     headers = meta["h"]
     headers.append(("Age", str(max(0, int(time.time() - meta["t"])))))
-    headers.append(("X-Cache", "HIT"))
-    return current_app.response_class(body, status=meta["s"], headers=headers)
+    headers.append(("X-Cache", state))
+    condition = req.environ.get("HTTP_IF_NONE_MATCH")
+    if condition and "e" in meta and _etag_matches(condition, meta["e"]):
+        kept = [(k, v) for k, v in headers if k.lower() not in _NOT_IN_304]
+        response = current_app.response_class(status=304, headers=kept)
+        response.headers.remove("Content-Type")
+        return response
+    return current_app.response_class(entry.body, status=meta["s"], headers=headers)
+
+
+def _etag_matches(condition: str, etag: str) -> bool:
+    """Whether an ``If-None-Match`` value names ``etag`` (RFC 9110 13.1.2:
+    weak comparison, ``*`` matches any)."""
+    if condition.strip() == "*":
+        return True
+    ours = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == ours for tag in condition.split(","))
+
+
+def _canonical(pairs: Iterable[tuple[str, str]]) -> str:
+    """A query string in one spelling: parameters sorted by name; repeated
+    names keep their order, since ?a=1&a=2 and ?a=2&a=1 may mean different
+    lists."""
+    return urlencode(sorted(pairs, key=lambda item: item[0]))
+
+
+def _query_of(req: Request) -> str:
+    # Without a query string there is nothing to parse (the common case, and
+    # a cost on every hit).
+    return _canonical(req.args.items(multi=True)) if req.query_string else ""
+
+
+class ViewControls(NamedTuple):
+    """What ``@cached`` does beyond its key: ``unless()`` skips the cache,
+    ``response_filter(response)`` decides whether to store, ``tags`` (names,
+    or a callable of the view's arguments) index the entry, ``stale_ttl``
+    seconds it is served stale after its ``ttl``."""
+
+    unless: Callable[[], bool] | None = None
+    response_filter: Callable[[Response], bool] | None = None
+    tags: tuple[str, ...] | Callable[..., Iterable[str]] = ()
+    stale_ttl: float = 0.0
+
+    def tags_for(self, req: Request | None) -> tuple[str, ...]:
+        """The tags of the entry stored for ``req``. Raises
+        :class:`InvalidArgumentError` for a callable's bad tags."""
+        if not callable(self.tags):
+            return self.tags
+        return check_tags(self.tags(**((req.view_args if req else None) or {})))
+
+
+_PLAIN = ViewControls()
 
 
 def _tagged(response: Response, state: str) -> Response:
@@ -681,7 +867,11 @@ def _tagged(response: Response, state: str) -> Response:
 
 
 def cached_view(
-    get_cache: Callable[[], Cache], namespace: str, ttl: float | timedelta | None, vary: _Vary
+    get_cache: Callable[[], Cache],
+    namespace: str,
+    ttl: Ttl,
+    vary: _Vary,
+    controls: ViewControls | None = None,
 ) -> Callable[[View], View]:
     """The decorator behind ``FogRedis.cached``."""
     _check("namespace", namespace)
@@ -697,7 +887,9 @@ def cached_view(
             req = request._get_current_object()  # type: ignore[attr-defined]
             if req.method not in ("GET", "HEAD"):
                 return run(*args, **kwargs)
-            return get_cache().serve(namespace, ttl, vary, lambda: run(*args, **kwargs), req)
+            return get_cache().serve(
+                namespace, ttl, vary, lambda: run(*args, **kwargs), req, controls
+            )
 
         return cast(View, wrapper)
 

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ._codec import Codec, resolve_codec
 from ._errors import ConfigurationError, InvalidArgumentError
 
 # Where each app keeps its states: ``app.extensions[EXTENSION_KEY][prefix]``.
@@ -625,6 +626,15 @@ OPTIONS: tuple[Option, ...] = (
         "requests waiting on it compute the view themselves after that.",
     ),
     Option(
+        "CACHE_SERIALIZER",
+        resolve_codec,
+        "json",
+        "How `cache_set` and `memoize` store values other than `str` and `bytes`: `json`, "
+        "`msgpack` (the `msgpack` extra), or the dotted path of an object with `dumps` "
+        "and `loads`. A codec that unpickles (pickle, dill, cloudpickle, jsonpickle) is "
+        "refused.",
+    ),
+    Option(
         "NEAR_CACHE",
         to_bool,
         False,
@@ -788,6 +798,7 @@ class CacheSettings:
     own: bool
     default_ttl: float
     lock_timeout: float
+    codec: Codec
 
 
 @dataclass(frozen=True)
@@ -871,6 +882,7 @@ def read_config(config: MutableMapping[str, Any], prefix: str, *, first: bool) -
         own=own,
         default_ttl=values["CACHE_DEFAULT_TTL"],
         lock_timeout=values["CACHE_LOCK_TIMEOUT"],
+        codec=values["CACHE_SERIALIZER"],
     )
     lifetime = values["JWT_MAX_TOKEN_LIFETIME"]
     revocation = RevocationSettings(

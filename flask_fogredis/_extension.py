@@ -9,9 +9,9 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import redis
-from flask import Flask, Request, current_app
+from flask import Flask, Request, Response, current_app
 
-from ._cache import cached_view, make_vary
+from ._cache import Ttl, ViewControls, cached_view, make_vary
 from ._config import (
     EXTENSION_KEY,
     argument_seconds,
@@ -28,6 +28,8 @@ from ._errors import (
     RevocationUnavailableError,
 )
 from ._health import register_endpoints
+from ._index import check_tags
+from ._memoize import memoize, memoized_of
 from ._revocation import decode, install_loader, unavailable_response, watch_jwt_managers
 from ._state import AppState, build_state
 from ._undecoded import UndecodedRedis
@@ -358,22 +360,82 @@ class FogRedis:
 
     # -- caching ----------------------------------------------------------
 
-    def cache_get(self, namespace: str, cache_key: str) -> str | bytes | None:
-        """The cached value, or None on a miss. Fails open: when Redis fails
-        it returns None (the error is logged, rate-limited, and counted)."""
+    def cache_get(self, namespace: str, cache_key: str) -> Any:
+        """The cached value as it was stored (a ``str`` as ``str``, ``bytes``
+        as ``bytes``, other values as the codec gives them back: with JSON, a
+        tuple as a list), or None on a miss. Fails open: when Redis fails it
+        returns None (the error is logged, rate-limited, and counted)."""
         return self.state().cache.get(namespace, cache_key)
 
     def cache_set(
         self,
         namespace: str,
         cache_key: str,
-        value: str | bytes,
+        value: Any,
         ttl: int | float | timedelta | None = None,
     ) -> bool:
-        """Store ``value`` (str or bytes, as given) for ``ttl`` seconds
-        (default ``REDIS_CACHE_DEFAULT_TTL``). Fails open: False when Redis
-        fails."""
+        """Store ``value`` for ``ttl`` seconds (default
+        ``REDIS_CACHE_DEFAULT_TTL``): ``str`` and ``bytes`` as given, anything
+        else through ``REDIS_CACHE_SERIALIZER`` (JSON by default). Raises
+        :class:`CacheValueError` naming a type the codec cannot take, with
+        nothing stored. Fails open: False when Redis fails."""
         return self.state().cache.set(namespace, cache_key, value, ttl)
+
+    def memoize(
+        self,
+        namespace: str,
+        ttl: int | float | timedelta | None = None,
+        key_func: Callable[..., str] | None = None,
+        *,
+        tags: Iterable[str] | Callable[..., Iterable[str]] = (),
+        key_self: bool = False,
+    ) -> Callable[[View], View]:
+        """Cache a function's return values (``async def`` too) by its
+        arguments, for ``ttl`` seconds (default ``REDIS_CACHE_DEFAULT_TTL``).
+
+        Calls that bind the same way share an entry (``f(1, b=2)`` and
+        ``f(1, 2)``). Arguments must be JSON values, keyed by a hash of their
+        canonical JSON (a tuple keys like a list); anything else raises
+        :class:`InvalidArgumentError` naming the type, unless
+        ``key_func(*args, **kwargs)`` returns the key. A first parameter
+        named ``self`` or ``cls`` is not part of the key unless
+        ``key_self=True`` (then ``repr(self)`` is). ``tags`` (names, or a
+        callable of the arguments returning them) let
+        :meth:`invalidate_tags` drop the entry. Return values go through the
+        codec (:class:`CacheValueError` if it cannot take one). A hit is one
+        round trip; when Redis fails, the function is called.
+        """
+        if ttl is not None:
+            argument_seconds("ttl", ttl)
+        return memoize(lambda: self.state().cache, namespace, ttl, key_func, tags, key_self)
+
+    def delete_memoized(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+        """Drop the entry of ``fn(*args, **kwargs)`` or, with no arguments,
+        every entry of ``fn`` (of every instance, for a method); returns how
+        many. Costs one command per entry dropped. Raises
+        :class:`InvalidArgumentError` when ``fn`` is not memoized, and
+        :class:`RedisUnavailableError` when Redis fails."""
+        memo, instance = memoized_of(fn)
+        cache = self.state().cache
+        if not args and not kwargs:
+            return memo.delete(cache, (), {})
+        return memo.delete(cache, (*instance, *args), kwargs)
+
+    def invalidate_tags(self, *tags: str) -> int:
+        """Drop every entry (cached views and memoized calls) carrying any of
+        ``tags``; returns how many. Costs one command per entry dropped.
+        Raises :class:`InvalidArgumentError` for a tag that is not a
+        non-empty string, and :class:`RedisUnavailableError` when Redis
+        fails."""
+        return self.state().cache.invalidate_tags(check_tags(tags))
+
+    def delete_cached_url(self, url: str) -> int:
+        """Drop every cached copy of ``url`` (a path as the app routes it,
+        with its query string if any: ``/items?page=2``; a full URL's path
+        and query are used) on every host and every variant; returns how
+        many. Raises :class:`InvalidArgumentError` when ``url`` is not a
+        path, and :class:`RedisUnavailableError` when Redis fails."""
+        return self.state().cache.delete_url(url)
 
     def cache_delete(self, namespace: str, cache_key: str) -> bool:
         """Delete one entry; True if it existed. Raises
@@ -393,13 +455,17 @@ class FogRedis:
     def cached(
         self,
         namespace: str,
-        ttl: int | float | timedelta | None = None,
+        ttl: int | float | timedelta | Callable[[Response], float | timedelta] | None = None,
         *,
         vary_on_headers: Iterable[str] = (),
         vary_on_identity: bool = False,
         key_func: Callable[[Request], str] | None = None,
         public: bool = False,
         query_params: Iterable[str] | None = None,
+        unless: Callable[[], bool] | None = None,
+        response_filter: Callable[[Response], bool] | None = None,
+        tags: Iterable[str] | Callable[..., Iterable[str]] = (),
+        stale_ttl: int | float | timedelta = 0,
     ) -> Callable[[View], View]:
         """Cache a Flask view's GET (and HEAD) responses with status 200;
         ``async def`` views too.
@@ -416,13 +482,31 @@ class FogRedis:
         cookie) are computed and never stored (``X-Cache: BYPASS``) unless
         ``vary_on_identity``, ``key_func`` or ``public=True`` says how answers
         differ per caller. With ``query_params`` (parameter names), requests
-        with any other query parameter bypass the cache too. Raises
-        :class:`InvalidArgumentError` for a ``query_params`` entry that is
-        not a non-empty string.
+        with any other query parameter bypass the cache too.
+
+        ``unless()`` returning true skips the cache for that request
+        (``X-Cache: BYPASS``); ``response_filter(response)`` returning false
+        keeps a response from being stored; ``ttl`` may be a callable of the
+        response returning its seconds. ``tags`` (names, or a callable of the
+        view's arguments returning them) let :meth:`invalidate_tags` drop the
+        entry; :meth:`delete_cached_url` drops every copy of one URL. Stored
+        responses carry a strong ``ETag`` (unless the view set one), and a
+        request whose ``If-None-Match`` names it gets ``304 Not Modified``.
+        With ``stale_ttl``, an entry past its ``ttl`` is served for that many
+        seconds more (``X-Cache: STALE``) while one request recomputes it,
+        and served instead of an error if the view raises while doing so.
+
+        Raises :class:`InvalidArgumentError` for a ``query_params`` entry or
+        tag that is not a non-empty string, or a bad ``ttl`` or ``stale_ttl``.
         """
-        if ttl is not None:
+        if ttl is not None and not callable(ttl):
             # At decoration, not at the first request: a bad ttl is the
             # caller's mistake, and an error at import names it at once.
             argument_seconds("ttl", ttl)
+        stale = argument_seconds("stale_ttl", stale_ttl, allow_zero=True)
         vary = make_vary(vary_on_headers, vary_on_identity, key_func, public, query_params)
-        return cached_view(lambda: self.state().cache, namespace, ttl, vary)
+        controls = ViewControls(
+            unless, response_filter, tags if callable(tags) else check_tags(tags), stale
+        )
+        ttl_given: Ttl = ttl
+        return cached_view(lambda: self.state().cache, namespace, ttl_given, vary, controls)

@@ -250,6 +250,47 @@ def test_cache_entries_views_and_clearing(topology: Topology) -> None:
     assert calls == [0, 1, 2, 3, 4, 1]
 
 
+def test_memoize_tags_and_urls(topology: Topology) -> None:
+    """Entries spread over the nodes, their indexes elsewhere: every
+    invalidation goes key by key (no command spans two slots)."""
+    app, fog = topology.app()
+    calls: list[str] = []
+    namespace = f"memo-{topology.kind}"
+
+    @fog.memoize(namespace, 60, tags=lambda n: [f"{topology.kind}:{n % 2}"])
+    def square(n: int) -> dict[str, int]:
+        calls.append(f"square {n}")
+        return {"n": n * n}
+
+    @app.get("/page/<int:n>")
+    @fog.cached(f"pages-{topology.kind}", 60, tags=[f"{topology.kind}:pages"])
+    def page(n: int) -> str:
+        calls.append(f"page {n}")
+        return str(n)
+
+    client = app.test_client()
+    with app.app_context():
+        for n in range(30):
+            assert square(n) == square(n) == {"n": n * n}
+            client.get(f"/page/{n}")
+        assert len(calls) == 60
+        names = [
+            square.__fogredis_memoized__.entry_key(fog.state().cache, (n,), {})  # type: ignore[attr-defined]
+            for n in range(30)
+        ]
+        if topology.kind == "cluster":
+            assert len({topology.holder_of(name).port for name in names}) == 3
+        assert fog.delete_memoized(square, 4) == 1
+        assert fog.invalidate_tags(f"{topology.kind}:1") == 15
+        for n in range(30):
+            square(n)
+        assert len(calls) == 60 + 16
+        assert fog.delete_memoized(square) == 30
+        assert fog.delete_cached_url("/page/7") == 1
+        assert fog.invalidate_tags(f"{topology.kind}:pages") == 29
+    assert client.get("/page/8").headers["X-Cache"] == "MISS"
+
+
 def test_a_clear_during_a_computation_is_not_undone_by_it(topology: Topology) -> None:
     app, fog = topology.app()
     computing, finish = threading.Event(), threading.Event()

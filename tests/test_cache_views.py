@@ -1,0 +1,232 @@
+"""@fog.cached controls: unless, response_filter, callable ttl, tags,
+delete_cached_url, ETag and 304, stale-while-revalidate; on the embedded
+store."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask, Response, request
+
+from flask_fogredis import FogRedis, InvalidArgumentError
+
+from .conftest import make_app
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[Flask, FogRedis, list[str]]]:
+    app = make_app(REDIS_URL="memory://")
+    fog = FogRedis(app)
+    calls: list[str] = []
+    state = {"skip": False, "fail": False}
+    app.config["STATE"] = state
+
+    @app.get("/unless")
+    @fog.cached("v", 60, unless=lambda: state["skip"])
+    def unless() -> str:
+        calls.append("unless")
+        return "u"
+
+    @app.get("/filtered/<word>")
+    @fog.cached("v", 60, response_filter=lambda r: b"error" not in r.get_data())
+    def filtered(word: str) -> str:
+        calls.append(word)
+        return word
+
+    @app.get("/timed/<int:seconds>")
+    @fog.cached("v", lambda r: int(r.get_data()), stale_ttl=0)
+    def timed(seconds: int) -> str:
+        calls.append(f"timed {seconds}")
+        return str(seconds)
+
+    @app.get("/product/<int:pid>")
+    @fog.cached("v", 60, tags=lambda pid: [f"product:{pid}", "products"])
+    def product(pid: int) -> str:
+        calls.append(f"product {pid}")
+        return f"p{pid}"
+
+    @app.get("/page")
+    @fog.cached("v", 60, tags=["pages"], vary_on_headers=["Accept-Language"])
+    def page() -> str:
+        calls.append(f"page {request.full_path}")
+        return "page"
+
+    @app.get("/stale")
+    @fog.cached("v", 0.2, stale_ttl=60)
+    def stale() -> str:
+        calls.append("stale")
+        if state["fail"]:
+            raise RuntimeError("down")
+        return f"v{len(calls)}"
+
+    with app.app_context():
+        yield app, fog, calls
+
+
+def test_unless_skips_the_cache(site: tuple[Flask, FogRedis, list[str]]) -> None:
+    app, _, calls = site
+    client = app.test_client()
+    assert client.get("/unless").headers["X-Cache"] == "MISS"
+    assert client.get("/unless").headers["X-Cache"] == "HIT"
+    app.config["STATE"]["skip"] = True
+    assert client.get("/unless").headers["X-Cache"] == "BYPASS"
+    assert calls == ["unless", "unless"]
+
+
+def test_response_filter_decides_what_is_stored(site: tuple[Flask, FogRedis, list[str]]) -> None:
+    app, _, calls = site
+    client = app.test_client()
+    for _ in range(2):
+        client.get("/filtered/error")
+        client.get("/filtered/fine")
+    assert calls == ["error", "fine", "error"]
+
+
+def test_a_callable_ttl_is_asked_per_response(site: tuple[Flask, FogRedis, list[str]]) -> None:
+    app, fog, _ = site
+    client = app.test_client()
+    client.get("/timed/100")
+    client.get("/timed/1000")
+    ttls = sorted(fog.client.pttl(key) for key in fog.client.keys("fog:cache:1:v:v:*"))
+    assert 90_000 < ttls[0] <= 100_000 and 990_000 < ttls[1] <= 1_000_000
+
+
+def test_tags_drop_what_they_name(site: tuple[Flask, FogRedis, list[str]]) -> None:
+    app, fog, calls = site
+    client = app.test_client()
+    for pid in (1, 2):
+        client.get(f"/product/{pid}")
+    client.get("/page")
+    assert fog.invalidate_tags("product:1") == 1
+    assert client.get("/product/1").headers["X-Cache"] == "MISS"
+    assert client.get("/product/2").headers["X-Cache"] == "HIT"
+    assert fog.invalidate_tags("products", "pages") == 3
+    assert client.get("/page").headers["X-Cache"] == "MISS"
+    assert calls.count("product 1") == 2
+
+
+@pytest.mark.parametrize("tag", ["*", "a?b", "[x]", "{slot}"])
+def test_glob_characters_in_tags_are_literal(fog_site: Any, tag: str) -> None:
+    app, fog = fog_site
+
+    @app.get("/g")
+    @fog.cached("g", 60, tags=[tag])
+    def g() -> str:
+        return "g"
+
+    @app.get("/h")
+    @fog.cached("g", 60, tags=["other"])
+    def h() -> str:
+        return "h"
+
+    client = app.test_client()
+    client.get("/g")
+    client.get("/h")
+    assert fog.invalidate_tags(tag) == 1
+    assert client.get("/h").headers["X-Cache"] == "HIT"
+
+
+@pytest.fixture
+def fog_site() -> Iterator[tuple[Flask, FogRedis]]:
+    app = make_app(REDIS_URL="memory://")
+    fog = FogRedis(app)
+    with app.app_context():
+        yield app, fog
+
+
+@pytest.mark.parametrize("bad", ["", 3, None, ["ok", ""]])
+def test_bad_tags_are_refused(fog_site: tuple[Flask, FogRedis], bad: Any) -> None:
+    _, fog = fog_site
+    with pytest.raises(InvalidArgumentError, match="tag"):
+        fog.invalidate_tags(*(bad if isinstance(bad, list) else [bad]))
+    with pytest.raises(InvalidArgumentError, match="tag"):
+        fog.cached("v", 60, tags=bad if isinstance(bad, list) else [bad])
+
+
+def test_delete_cached_url_drops_every_variant(site: tuple[Flask, FogRedis, list[str]]) -> None:
+    app, fog, calls = site
+    client = app.test_client()
+    for language in ("en", "fr"):
+        client.get("/page", headers={"Accept-Language": language})
+        client.get("/page", base_url="https://other.example", headers={"Accept-Language": language})
+    client.get("/page?b=2&a=1")
+    client.get("/product/1")
+    assert fog.delete_cached_url("/page") == 4
+    assert fog.delete_cached_url("/page?a=1&b=2") == 1  # the query in any order
+    assert fog.delete_cached_url("http://localhost/page?a=1&b=2") == 0
+    assert client.get("/product/1").headers["X-Cache"] == "HIT"
+    assert client.get("/page", headers={"Accept-Language": "en"}).headers["X-Cache"] == "MISS"
+
+
+@pytest.mark.parametrize("bad", ["page", "", "http://host", "*", 5, "/page#frag"])
+def test_delete_cached_url_needs_a_path(fog_site: tuple[Flask, FogRedis], bad: Any) -> None:
+    _, fog = fog_site
+    with pytest.raises(InvalidArgumentError, match="path"):
+        fog.delete_cached_url(bad)
+
+
+def test_etag_and_if_none_match(site: tuple[Flask, FogRedis, list[str]]) -> None:
+    app, _, calls = site
+    client = app.test_client()
+    first = client.get("/product/7")
+    etag = first.headers["ETag"]
+    assert etag.startswith('"') and len(etag) == 34  # strong: no W/
+    hit = client.get("/product/7")
+    assert hit.headers["ETag"] == etag and hit.get_data() == b"p7"
+    for condition in (etag, f'"other", {etag}', f"W/{etag}", "*"):
+        answer = client.get("/product/7", headers={"If-None-Match": condition})
+        assert answer.status_code == 304
+        assert answer.get_data() == b""
+        assert answer.headers["ETag"] == etag
+        assert answer.headers["X-Cache"] == "HIT"
+        assert "Content-Type" not in answer.headers
+    assert client.get("/product/7", headers={"If-None-Match": '"other"'}).status_code == 200
+    assert calls == ["product 7"]
+
+
+def test_a_view_s_own_etag_is_kept(fog_site: tuple[Flask, FogRedis]) -> None:
+    app, fog = fog_site
+
+    @app.get("/own")
+    @fog.cached("v", 60)
+    def own() -> Response:
+        response = Response("x")
+        response.set_etag("mine")
+        return response
+
+    client = app.test_client()
+    assert client.get("/own").headers["ETag"] == '"mine"'
+    assert client.get("/own", headers={"If-None-Match": '"mine"'}).status_code == 304
+
+
+def test_stale_while_revalidate(
+    site: tuple[Flask, FogRedis, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, fog, calls = site
+    client = app.test_client()
+    assert client.get("/stale").get_data() == b"v1"
+    time.sleep(0.3)
+    # Another request holds the lock (it is recomputing): this one gets the
+    # old copy at once.
+    lock = str(next(iter(fog.client.keys("fog:cache:1:v:v:*")))).replace(":v:{", ":l:{")
+    fog.client.set(lock, "someone", px=5000)
+    stale = client.get("/stale")
+    assert (stale.headers["X-Cache"], stale.get_data()) == ("STALE", b"v1")
+    fog.client.delete(lock)
+    # The lock holder recomputes; if the view raises it serves stale, logged once.
+    app.config["STATE"]["fail"] = True
+    with caplog.at_level(logging.WARNING, "flask_fogredis"):
+        for _ in range(2):
+            failed = client.get("/stale")
+            assert (failed.headers["X-Cache"], failed.get_data()) == ("STALE", b"v1")
+    assert len([r for r in caplog.records if "stale copy" in r.getMessage()]) == 1
+    app.config["STATE"]["fail"] = False
+    fresh = client.get("/stale")
+    assert (fresh.headers["X-Cache"], fresh.get_data()) == ("MISS", b"v4")
+    assert client.get("/stale").headers["X-Cache"] == "HIT"
+    ttl = max(fog.client.pttl(key) for key in fog.client.keys("fog:cache:1:v:v:*"))
+    assert 59_000 < ttl <= 60_200  # lives ttl + stale_ttl in Redis
