@@ -148,7 +148,7 @@ def test_a_codec_that_raises_gives_a_cache_value_error() -> None:
     ],
 )
 def test_codecs_that_unpickle_are_refused_at_startup(codec: object) -> None:
-    with pytest.raises(ConfigurationError, match="REDIS_CACHE_SERIALIZER.*unpickles"):
+    with pytest.raises(ConfigurationError, match=r"REDIS_CACHE_SERIALIZER.*unpickles"):
         fog_app(REDIS_CACHE_SERIALIZER=codec)
 
 

@@ -49,7 +49,7 @@ def _near_pair(url: str) -> list[tuple[Flask, FogRedis, list[str]]]:
 
 def _warm(site: tuple[Flask, FogRedis, list[str]], n: int) -> None:
     """Fill the near cache: the second read of each comes from memory."""
-    app, fog, _ = site
+    app, _fog, _ = site
     client = app.test_client()
     with app.app_context():
         for _ in range(3):

@@ -148,7 +148,7 @@ def test_bad_tags_are_refused(fog_site: tuple[Flask, FogRedis], bad: Any) -> Non
 
 
 def test_delete_cached_url_drops_every_variant(site: tuple[Flask, FogRedis, list[str]]) -> None:
-    app, fog, calls = site
+    app, fog, _calls = site
     client = app.test_client()
     for language in ("en", "fr"):
         client.get("/page", headers={"Accept-Language": language})
@@ -206,7 +206,7 @@ def test_a_view_s_own_etag_is_kept(fog_site: tuple[Flask, FogRedis]) -> None:
 def test_stale_while_revalidate(
     site: tuple[Flask, FogRedis, list[str]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    app, fog, calls = site
+    app, fog, _calls = site
     client = app.test_client()
     assert client.get("/stale").get_data() == b"v1"
     time.sleep(0.3)
