@@ -163,7 +163,7 @@ class FogRedis:
                 "and is lost on restart; set a redis:// URL for production.",
                 settings.key("URL"),
             )
-        elif target.is_tcp and not target.password:
+        elif target.is_tcp and not target.password and settings.credential_provider is None:
             logger.warning(
                 "%s (%s) has no password: production Redis needs one "
                 "(requirepass, then redis://:password@host:6379/0).",
