@@ -33,6 +33,7 @@ from ._connections import connection_options, translated
 from ._errors import CacheKeyError, CacheValueError, FogRedisError, InvalidArgumentError
 from ._logs import RateLimitedLog
 from ._probe import parse_info
+from ._telemetry import invalidated, looked_up, mark_near, observe_view, stored, watching_views
 from ._topology import key_clearer
 
 if TYPE_CHECKING:
@@ -92,6 +93,9 @@ def cache_prefix(key_prefix: str) -> str:
 class Cache:
     """The cache of one app: its own Redis if ``<prefix>_CACHE_URL`` is set,
     the main pool otherwise."""
+
+    # OpenTelemetry's tracer when tracing is on (set by the state builder).
+    tracer: Any = None
 
     def __init__(
         self,
@@ -176,6 +180,7 @@ class Cache:
             self._failed(namespace, exc)
             return None
         self._stats.cache_event(namespace, "misses" if raw is None else "hits")
+        looked_up(namespace, key, raw is not None)
         return None if raw is None else self._decoded(raw)
 
     def set(
@@ -194,17 +199,22 @@ class Cache:
         except FogRedisError as exc:
             self._failed(namespace, exc)
             return False
+        stored(namespace, key)
         return True
 
     def delete(self, namespace: str, key: str) -> bool:
         """Delete one entry. Raises when Redis fails: a failed invalidation
         must not pass unnoticed."""
-        return bool(self._run("UNLINK", self.entry_key(namespace, key)))
+        removed = int(self._run("UNLINK", self.entry_key(namespace, key)))
+        invalidated(namespace, key, removed)
+        return bool(removed)
 
     def clear_namespace(self, namespace: str) -> int:
         """Delete every entry of ``namespace`` (views' included) with SCAN and
         UNLINK in batches, never KEYS; returns how many were removed."""
-        return self.clear_matching(glob_escape(self.namespace_prefix(namespace)) + "*")
+        removed = self.clear_matching(glob_escape(self.namespace_prefix(namespace)) + "*")
+        invalidated(namespace, None, removed)
+        return removed
 
     def clear_matching(self, pattern: str) -> int:
         """Delete every key matching ``pattern`` on the cache's Redis, and
@@ -354,7 +364,7 @@ class Cache:
                 # Redis's own expiry notice may still be on its way.
                 response = _from_blob(found[0], local=True)
                 if response is not None:
-                    return response
+                    return mark_near(response)
             pending = near.begin([value_key])
         try:
             blob = self._run("GET", value_key, **{NEVER_DECODE: True})
@@ -435,8 +445,10 @@ class Cache:
                     self._store_script(
                         keys=[value_key, lock[0]], args=[lock[1], blob, self._ttl_ms(ttl)]
                     )
+                stored(namespace, None)
                 return True
             self._run("SET", value_key, blob, "PX", self._ttl_ms(ttl))
+            stored(namespace, None)
         except FogRedisError as exc:
             self._failed(namespace, exc)
         return False
@@ -697,7 +709,14 @@ def cached_view(
             req = request._get_current_object()  # type: ignore[attr-defined]
             if req.method not in ("GET", "HEAD"):
                 return run(*args, **kwargs)
-            return get_cache().serve(namespace, ttl, vary, lambda: run(*args, **kwargs), req)
+            cache = get_cache()
+            if watching_views(cache.tracer):
+                return observe_view(
+                    cache.tracer,
+                    namespace,
+                    lambda: cache.serve(namespace, ttl, vary, lambda: run(*args, **kwargs), req),
+                )
+            return cache.serve(namespace, ttl, vary, lambda: run(*args, **kwargs), req)
 
         return cast(View, wrapper)
 

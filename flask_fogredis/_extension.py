@@ -30,6 +30,7 @@ from ._errors import (
 from ._health import register_endpoints
 from ._revocation import decode, install_loader, unavailable_response, watch_jwt_managers
 from ._state import AppState, build_state
+from ._telemetry import availability_signals, traced_health
 from ._undecoded import UndecodedRedis
 from .cli import fogredis_cli
 
@@ -125,6 +126,10 @@ class FogRedis:
         state = build_state(config)
         register_endpoints(app, state)
         states[self.config_prefix] = state
+        state.probe.on_change = availability_signals(app, settings.prefix)
+        if state.cache_redis is not None:
+            own = state.cache_redis
+            own.probe.on_change = availability_signals(app, own.settings.prefix)
         app.cli.add_command(fogredis_cli)
         self._warn_if_unsafe(app, state)
         _warn_of_neighbours_keys(app.config, self.config_prefix)
@@ -302,7 +307,8 @@ class FogRedis:
         ``pool_in_use``, ``pool_waiting`` and ``error`` (a short category, or
         None). Never raises for an outage.
         """
-        return self.state().probe.check()
+        state = self.state()
+        return traced_health(state.tracer, state.probe.check)
 
     def disconnect(self) -> None:
         """Close the current app's connections; harmless to repeat. The pool

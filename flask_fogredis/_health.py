@@ -22,6 +22,7 @@ from ._errors import ConfigurationError
 from ._metrics import CONTENT_TYPE, render
 from ._probe import PingResult
 from ._state import AppState
+from ._telemetry import traced_health
 from ._topology import topology_details
 
 health_blueprint = Blueprint("fogredis_health", __name__)
@@ -131,8 +132,14 @@ def health(config_prefix: str) -> Response:
             detailed = True
         elif is_true(request.args.get("details", "")):
             return _refused(credential is None)
-    result = state.probe.result(state.endpoints.cache_seconds)
-    body = state.probe.report(result)
+    results: list[PingResult] = []
+
+    def check() -> dict[str, Any]:
+        results.append(state.probe.result(state.endpoints.cache_seconds))
+        return state.probe.report(results[0])
+
+    body = traced_health(state.tracer, check)
+    result = results[0]
     if detailed:
         body["details"] = _details(state, result)
     return _json(body, 200 if result.healthy else 503)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import click
 
-from .cli import command_state, fogredis_cli, reported_errors
 from ._connections import translated
+from .cli import command_state, fogredis_cli, reported_errors
 
 _SCAN_COUNT = 1000
 
