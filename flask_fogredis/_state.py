@@ -15,7 +15,13 @@ import redis
 from ._cache import Cache, cache_prefix, glob_escape
 from ._config import AppConfig, NearCacheSettings, Settings
 from ._connections import translated
-from ._metrics import SharedMetrics, SharedStats, Source, shared_metrics
+from ._metrics import (
+    SharedMetrics,
+    SharedStats,
+    Source,
+    register_on_default_registry,
+    shared_metrics,
+)
 from ._near import NearCache
 from ._probe import HealthProbe
 from ._revocation import Revocations, revocation_prefix
@@ -157,7 +163,20 @@ def build_state(config: AppConfig) -> AppState:
     state.tracer = revocations.tracer = cache.tracer = tracer()
     pools = [(prefix, pool)] + ([(cache_redis.settings.prefix, cache_pool)] if cache_redis else [])
     attach_metrics(state, stats, pools)
+    if config.endpoints.metrics_enabled:
+        register_on_default_registry(_every_source)
     return state
+
+
+def _every_source() -> list[Source]:
+    """What prometheus-client's registry reports: every app of the process
+    with metrics on."""
+    return [
+        source
+        for state in list(_open_states)
+        if state.endpoints.metrics_enabled
+        for source in state.sources()
+    ]
 
 
 def _pool_observer(shared: SharedMetrics | None, settings: Settings) -> Any:

@@ -260,3 +260,37 @@ def test_refused_check_and_availability_signals(redis_server: RedisServer) -> No
     assert len(refused) == 1 and "password" not in str(refused[0]["error"]).lower()
     assert down == [{"config_prefix": "REDIS", "error": "unreachable"}]
     assert up == [{"config_prefix": "REDIS"}]
+
+
+# -- metrics joining the app's own --------------------------------------------
+
+
+def test_our_metrics_are_on_prometheus_clients_registry() -> None:
+    from prometheus_client import REGISTRY, generate_latest
+
+    app = make_app(REDIS_URL="memory://")
+    fog = FogRedis(app)
+    with app.app_context():
+        fog.cache_get("joined", "absent")
+    text = generate_latest(REGISTRY).decode()
+    assert 'fogredis_cache_misses_total{config_prefix="REDIS",namespace="joined"}' in text
+    assert "fogredis_pool_size" in text
+
+
+def test_an_apps_own_metrics_route_added_later_wins_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(REDIS_URL="memory://")
+    FogRedis(app)
+
+    @app.get("/metrics")
+    def own_metrics() -> str:
+        return "the app's own"
+
+    client = app.test_client()
+    with caplog.at_level("WARNING", logger="flask_fogredis"):
+        assert client.get("/metrics").get_data(as_text=True) == "the app's own"
+        assert client.get("/metrics").get_data(as_text=True) == "the app's own"
+    warnings = [r for r in caplog.records if "the app's answers it" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "REDIS_METRICS_URL" in warnings[0].getMessage()
