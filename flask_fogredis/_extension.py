@@ -28,6 +28,7 @@ from ._errors import (
     RevocationUnavailableError,
 )
 from ._health import register_endpoints
+from ._logs import forward_records
 from ._revocation import decode, install_loader, unavailable_response, watch_jwt_managers
 from ._state import AppState, build_state
 from ._telemetry import availability_signals, traced_health
@@ -131,6 +132,7 @@ class FogRedis:
             own = state.cache_redis
             own.probe.on_change = availability_signals(app, own.settings.prefix)
         app.cli.add_command(fogredis_cli)
+        forward_records(app)
         self._warn_if_unsafe(app, state)
         _warn_of_neighbours_keys(app.config, self.config_prefix)
         if state.revocations.auto_register:
