@@ -130,12 +130,8 @@ def test_metrics_mirror_the_counters(_providers: None) -> None:
             if scope.scope.name == "flask_fogredis":
                 for metric in scope.metrics:
                     points[metric.name] = list(metric.data.data_points)
-    hits = {
-        p.attributes["fogredis.namespace"]: p.value for p in points["fogredis.cache.hits"]
-    }
-    misses = {
-        p.attributes["fogredis.namespace"]: p.value for p in points["fogredis.cache.misses"]
-    }
+    hits = {p.attributes["fogredis.namespace"]: p.value for p in points["fogredis.cache.hits"]}
+    misses = {p.attributes["fogredis.namespace"]: p.value for p in points["fogredis.cache.misses"]}
     assert hits["pages"] >= 1 and misses["pages"] >= 1 and misses["helper"] >= 1
     assert "fogredis.pool.in_use" in points and "fogredis.pool.waiting" in points
 
@@ -223,7 +219,11 @@ def test_revocation_signals() -> None:
             fog.revoke_token(token)
             fog.revoke_all_tokens("bob")
         assert [r["everywhere"] for r in revoked] == [False, True]
-        assert revoked[0]["jti"] and revoked[1] == {"jti": None, "identity": "bob", "everywhere": True}
+        assert revoked[0]["jti"] and revoked[1] == {
+            "jti": None,
+            "identity": "bob",
+            "everywhere": True,
+        }
         assert refused == []
     finally:
         signals.token_revoked.receivers.clear()
@@ -255,7 +255,11 @@ def test_refused_check_and_availability_signals(redis_server: RedisServer) -> No
             redis_server.start()
             assert fog.health_check()["healthy"] is True
     finally:
-        for signal in (signals.revocation_refused, signals.redis_unavailable, signals.redis_available):
+        for signal in (
+            signals.revocation_refused,
+            signals.redis_unavailable,
+            signals.redis_available,
+        ):
             signal.receivers.clear()
     assert len(refused) == 1 and "password" not in str(refused[0]["error"]).lower()
     assert down == [{"config_prefix": "REDIS", "error": "unreachable"}]
