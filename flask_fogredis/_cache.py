@@ -39,6 +39,8 @@ from ._errors import CacheKeyError, FogRedisError, InvalidArgumentError
 from ._index import Indexes, check_tags
 from ._logs import RateLimitedLog
 from ._probe import parse_info
+from ._telemetry import invalidated, looked_up, mark_near, observe_view, watching_views
+from ._telemetry import stored as announce_store
 from ._topology import key_clearer
 
 if TYPE_CHECKING:
@@ -108,6 +110,9 @@ def cache_prefix(key_prefix: str) -> str:
 class Cache:
     """The cache of one app: its own Redis if ``<prefix>_CACHE_URL`` is set,
     the main pool otherwise."""
+
+    # OpenTelemetry's tracer when tracing is on (set by the state builder).
+    tracer: Any = None
 
     def __init__(
         self,
@@ -277,6 +282,7 @@ class Cache:
             self._failed(namespace, exc)
             return None
         self._stats.cache_event(namespace, "misses" if raw is None else "hits")
+        looked_up(namespace, key, raw is not None)
         return None if raw is None else decode(self.codec, raw, self.settings.decode_responses)
 
     def set(
@@ -293,17 +299,22 @@ class Cache:
         except FogRedisError as exc:
             self._failed(namespace, exc)
             return False
+        announce_store(namespace, key)
         return True
 
     def delete(self, namespace: str, key: str) -> bool:
         """Delete one entry. Raises when Redis fails: a failed invalidation
         must not pass unnoticed."""
-        return bool(self._run("UNLINK", self.entry_key(namespace, key)))
+        removed = int(self._run("UNLINK", self.entry_key(namespace, key)))
+        invalidated(namespace, key, removed)
+        return bool(removed)
 
     def clear_namespace(self, namespace: str) -> int:
         """Delete every entry of ``namespace`` (views' included) with SCAN and
         UNLINK in batches, never KEYS; returns how many were removed."""
-        return self.clear_matching(glob_escape(self.namespace_prefix(namespace)) + "*")
+        removed = self.clear_matching(glob_escape(self.namespace_prefix(namespace)) + "*")
+        invalidated(namespace, None, removed)
+        return removed
 
     def clear_matching(self, pattern: str) -> int:
         """Delete every key matching ``pattern`` on the cache's Redis, and
@@ -369,7 +380,8 @@ class Cache:
             if hit is not None:
                 self._stats.cache_event(namespace, "hits")
                 if hit.fresh():
-                    return _answer(hit, req, "HIT")
+                    answer = _answer(hit, req, "HIT")
+                    return mark_near(answer) if hit.meta.get("near") else answer
                 stale = hit
         token = secrets.token_hex(8)
         try:
@@ -552,6 +564,7 @@ class Cache:
         except FogRedisError as exc:
             self._failed(namespace, exc)
             return False
+        announce_store(namespace, None)
         indexes = [self.tag_index(tag) for tag in controls.tags_for(req)]
         if req is not None:
             indexes.append(self.url_index(req.path, _query_of(req)))
@@ -789,8 +802,10 @@ def _parse_entry(blob: bytes, local: bool) -> _Entry | None:
     its expiry gives None: Redis's own expiry notice may still be on its way.
     """
     entry = _entry(blob)
-    if local and time.time() >= entry.meta.get("x", 0):
-        return None
+    if local:
+        if time.time() >= entry.meta.get("x", 0):
+            return None
+        entry.meta["near"] = True  # for the span: the near cache answered
     return entry
 
 
@@ -887,9 +902,16 @@ def cached_view(
             req = request._get_current_object()  # type: ignore[attr-defined]
             if req.method not in ("GET", "HEAD"):
                 return run(*args, **kwargs)
-            return get_cache().serve(
-                namespace, ttl, vary, lambda: run(*args, **kwargs), req, controls
-            )
+            cache = get_cache()
+
+            def serve() -> Response:
+                return cache.serve(
+                    namespace, ttl, vary, lambda: run(*args, **kwargs), req, controls
+                )
+
+            if watching_views(cache.tracer):
+                return observe_view(cache.tracer, namespace, serve)
+            return serve()
 
         return cast(View, wrapper)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import math
 import re
 from collections.abc import Callable, Mapping, MutableMapping
@@ -206,6 +207,9 @@ class Settings:
     sentinel_password: str | None = field(default=None, repr=False)
     sentinel_timeout: float = 0.5
     sentinel_check_interval: float = 1.0
+    # A redis-py CredentialProvider asked for a user and password by every
+    # connection that opens (None: the URL's).
+    credential_provider: Any = field(default=None, repr=False)
 
     def key(self, name: str) -> str:
         """The full config key for ``name`` (``URL`` -> ``REDIS_URL``)."""
@@ -478,6 +482,55 @@ def _token(key: str, value: object) -> str | None:
     return token
 
 
+_DOTTED = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*([:.][A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+def _credential_provider(key: str, value: object) -> Any:
+    """A redis-py ``CredentialProvider``: ``value`` itself, or what the
+    zero-argument factory named by ``value`` (``package.module:factory`` or
+    ``package.module.factory``) returns. Raises :class:`ConfigurationError`;
+    its message never shows a provider, nor a value that is not a dotted
+    name (it may be a password set in the wrong key)."""
+    from redis.credentials import CredentialProvider
+
+    if value is None or isinstance(value, CredentialProvider):
+        return value
+    shape = "a redis.credentials.CredentialProvider, or the dotted path of a factory returning one"
+    if not isinstance(value, str) or not _DOTTED.fullmatch(value):
+        raise _fail(key, f"is a {type(value).__name__} (not shown)", f"set it to {shape}")
+    module_name, sep, attribute = value.partition(":")
+    if not sep:
+        module_name, _, attribute = value.rpartition(".")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise _fail(
+            key,
+            f"names {value!r}, which cannot be imported ({type(exc).__name__})",
+            f"set it to {shape}, such as 'myapp.redis_auth:provider'",
+        ) from exc
+    if not callable(factory):
+        raise _fail(key, f"names {value!r}, which is not callable", f"set it to {shape}")
+    try:
+        provider = factory()
+    except Exception as exc:
+        # The factory's own words are not repeated: they may hold a credential.
+        raise _fail(
+            key,
+            f"names {value!r}, which raised {type(exc).__name__}",
+            "make the factory callable with no arguments",
+        ) from exc
+    if not isinstance(provider, CredentialProvider):
+        raise _fail(
+            key,
+            f"names {value!r}, which returned a {type(provider).__name__}",
+            "return a redis.credentials.CredentialProvider",
+        )
+    return provider
+
+
 def _optional_url(key: str, value: object) -> Target | None:
     return parse_url(key, value) if value else None
 
@@ -534,6 +587,15 @@ CONNECTION_OPTIONS: tuple[Option, ...] = (
         "Server certificate check for `rediss://`: required, optional or none.",
     ),
     Option("SSL_CHECK_HOSTNAME", to_bool, True, "Check the server's hostname for `rediss://`."),
+    Option(
+        "CREDENTIAL_PROVIDER",
+        _credential_provider,
+        None,
+        "A redis-py `CredentialProvider` (or the dotted path of a zero-argument factory "
+        "returning one) asked for the user and password by every connection that opens: "
+        "rotating or short-lived credentials (cloud IAM). The URL then holds none. The "
+        "sentinels themselves use `SENTINEL_USERNAME` and `SENTINEL_PASSWORD`.",
+    ),
     Option(
         "HEALTH_TIMEOUT",
         to_seconds,
@@ -751,6 +813,18 @@ def _settings(values: Mapping[str, Any], prefix: str) -> Settings:
                     "use a rediss:// (or rediss+sentinel://, rediss+cluster://) URL, "
                     "or remove the key",
                 )
+    provider = values["CREDENTIAL_PROVIDER"]
+    if provider is not None:
+        if target.scheme == "memory":
+            raise _fail(
+                k("CREDENTIAL_PROVIDER"), "is set for memory://", "remove it: no credentials there"
+            )
+        if "username" in target.connection or "password" in target.connection:
+            raise _fail(
+                k("CREDENTIAL_PROVIDER"),
+                f"is set and {k('URL')} ({target.display}) holds a user or password too",
+                "keep only one: remove them from the URL",
+            )
     return Settings(
         prefix=prefix,
         target=target,
@@ -770,6 +844,7 @@ def _settings(values: Mapping[str, Any], prefix: str) -> Settings:
         sentinel_password=values["SENTINEL_PASSWORD"],
         sentinel_timeout=values["SENTINEL_TIMEOUT"],
         sentinel_check_interval=values["SENTINEL_CHECK_INTERVAL"],
+        credential_provider=provider,
     )
 
 

@@ -136,6 +136,8 @@ def node_options(settings: Settings) -> tuple[type[AbstractConnection], dict[str
     )
     if settings.client_name:
         options["client_name"] = settings.client_name
+    if settings.credential_provider is not None:
+        options["credential_provider"] = settings.credential_provider
     if target.scheme == "memory":
         from fakeredis import FakeRedisConnection
 
@@ -343,9 +345,14 @@ def _translate(settings: Settings, exc: Exception) -> FogRedisError:
     target = settings.target
     secret = settings.sentinel_password
     if isinstance(exc, redis.AuthenticationError):
+        where = (
+            f"the credentials {settings.key('CREDENTIAL_PROVIDER')} gives"
+            if settings.credential_provider is not None
+            else f"the password in {settings.key('URL')}"
+        )
         return RedisUnavailableError(
             f"Redis at {target.display} refused the credentials "
-            f"({describe(target, exc, secret)}): check the password in {settings.key('URL')}."
+            f"({describe(target, exc, secret)}): check {where}."
         )
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         if str(exc) == POOL_EXHAUSTED:

@@ -29,9 +29,11 @@ from ._errors import (
 )
 from ._health import register_endpoints
 from ._index import check_tags
+from ._logs import forward_records
 from ._memoize import memoize, memoized_of
 from ._revocation import decode, install_loader, unavailable_response, watch_jwt_managers
 from ._state import AppState, build_state
+from ._telemetry import availability_signals, traced_health
 from ._undecoded import UndecodedRedis
 from .cli import fogredis_cli
 
@@ -127,7 +129,12 @@ class FogRedis:
         state = build_state(config)
         register_endpoints(app, state)
         states[self.config_prefix] = state
+        state.probe.on_change = availability_signals(app, settings.prefix)
+        if state.cache_redis is not None:
+            own = state.cache_redis
+            own.probe.on_change = availability_signals(app, own.settings.prefix)
         app.cli.add_command(fogredis_cli)
+        forward_records(app)
         self._warn_if_unsafe(app, state)
         _warn_of_neighbours_keys(app.config, self.config_prefix)
         if state.revocations.auto_register:
@@ -165,7 +172,7 @@ class FogRedis:
                 "and is lost on restart; set a redis:// URL for production.",
                 settings.key("URL"),
             )
-        elif target.is_tcp and not target.password:
+        elif target.is_tcp and not target.password and settings.credential_provider is None:
             logger.warning(
                 "%s (%s) has no password: production Redis needs one "
                 "(requirepass, then redis://:password@host:6379/0).",
@@ -304,7 +311,8 @@ class FogRedis:
         ``pool_in_use``, ``pool_waiting`` and ``error`` (a short category, or
         None). Never raises for an outage.
         """
-        return self.state().probe.check()
+        state = self.state()
+        return traced_health(state.tracer, state.probe.check)
 
     def disconnect(self) -> None:
         """Close the current app's connections; harmless to repeat. The pool

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from ._errors import ConfigurationError
 from ._metrics import CONTENT_TYPE, render
 from ._probe import PingResult
 from ._state import AppState
+from ._telemetry import traced_health
 from ._topology import topology_details
 
 health_blueprint = Blueprint("fogredis_health", __name__)
@@ -68,9 +70,15 @@ def register_endpoints(app: Flask, state: AppState) -> None:
     _watch_late_routes(app, claimed)
 
 
+# Per app: our paths that the app's own routes took after init_app, and the
+# endpoint each one is handed to.
+_stepped_aside: weakref.WeakKeyDictionary[Flask, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
 def _watch_late_routes(app: Flask, claimed: list[tuple[str, str]]) -> None:
-    """A route the app adds after ``init_app`` at one of our paths would be
-    shadowed by ours without a word: say so, once, at the first request."""
+    """A route the app adds after ``init_app`` at one of our paths (its own
+    ``/metrics``, say) would be shadowed by ours: at the first request, ours
+    steps aside for it, with one warning."""
     pending = [True]
 
     def check() -> None:
@@ -85,9 +93,10 @@ def _watch_late_routes(app: Flask, claimed: list[tuple[str, str]]) -> None:
                 and not rule.endpoint.startswith("fogredis_")
             )
             if theirs:
-                logger.error(
+                _stepped_aside.setdefault(app, {})[path.rstrip("/") or "/"] = theirs[0]
+                logger.warning(
                     "%s is both FogRedis's (%s) and the app's (%s, added after init_app); "
-                    "FogRedis answers it. Set %s to another path.",
+                    "the app's answers it. Set %s to another path to serve FogRedis's.",
                     path,
                     key,
                     ", ".join(theirs),
@@ -95,6 +104,17 @@ def _watch_late_routes(app: Flask, claimed: list[tuple[str, str]]) -> None:
                 )
 
     app.before_request_funcs.setdefault(None, []).append(check)
+
+
+def _theirs(path: str) -> Response | None:
+    """The app's own answer at ``path``, when ours stepped aside for it."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    endpoint = _stepped_aside.get(app, {}).get(path.rstrip("/") or "/")
+    if endpoint is None:
+        return None
+    arguments = {k: v for k, v in (request.view_args or {}).items() if k != "config_prefix"}
+    answer: Response = app.make_response(app.ensure_sync(app.view_functions[endpoint])(**arguments))
+    return answer
 
 
 def _claim(app: Flask, path: str, settings: Settings, what: str) -> None:
@@ -123,6 +143,9 @@ def health(config_prefix: str) -> Response:
     """200 when Redis answered PONG in time, 503 otherwise; the detailed
     report with the right credential."""
     state = _states()[config_prefix]
+    theirs = _theirs(state.endpoints.health_url)
+    if theirs is not None:
+        return theirs
     token = state.endpoints.details_token
     detailed = False
     if token is not None:
@@ -131,8 +154,14 @@ def health(config_prefix: str) -> Response:
             detailed = True
         elif is_true(request.args.get("details", "")):
             return _refused(credential is None)
-    result = state.probe.result(state.endpoints.cache_seconds)
-    body = state.probe.report(result)
+    results: list[PingResult] = []
+
+    def check() -> dict[str, Any]:
+        results.append(state.probe.result(state.endpoints.cache_seconds))
+        return state.probe.report(results[0])
+
+    body = traced_health(state.tracer, check)
+    result = results[0]
     if detailed:
         body["details"] = _details(state, result)
     return _json(body, 200 if result.healthy else 503)
@@ -146,6 +175,9 @@ def metrics(config_prefix: str) -> Response:
     and those of the prefixes here without a token."""
     states = _states()
     path = states[config_prefix].endpoints.metrics_url
+    theirs = _theirs(path)
+    if theirs is not None:
+        return theirs
     here = {
         prefix: s
         for prefix, s in states.items()

@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from ._forking import renew_locks_after_fork
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 class RateLimitedLog:
@@ -35,3 +39,52 @@ class RateLimitedLog:
             message += " (%d more like this since the last report)"
             args = (*args, held)
         self._logger.warning(message, *args)
+
+
+LOGGER_NAME = "flask_fogredis"
+# Where gunicorn writes its error log (--error-logfile, or stderr).
+_GUNICORN = "gunicorn.error"
+
+
+class _Forward(logging.Handler):
+    """Hands the ``flask_fogredis`` logger's records to gunicorn's error log
+    when the process runs under gunicorn, else to the app's logger: by
+    default they would reach only Python's last-resort stderr, which
+    ``gunicorn --daemon`` points at /dev/null. Steps back once the root
+    logger has handlers of its own (logging configured after ``init_app``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.apps: list[weakref.ref[Flask]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.getLogger().handlers:
+            return  # propagation reaches the app's own logging setup
+        gunicorn = logging.getLogger(_GUNICORN)
+        if gunicorn.handlers:
+            gunicorn.handle(record)
+            return
+        for ref in self.apps:
+            app = ref()
+            if app is not None:
+                app.logger.handle(record)
+                return
+        if logging.lastResort is not None and record.levelno >= logging.lastResort.level:
+            logging.lastResort.handle(record)
+
+
+_forward = _Forward()
+
+
+def forward_records(app: Flask) -> None:
+    """Make the ``flask_fogredis`` logger's records reach gunicorn's error
+    log or ``app.logger``, unless logging is configured (the logger or the
+    root has a handler; then records go where that configuration says)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if _forward in logger.handlers:
+        _forward.apps.append(weakref.ref(app))
+        return
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    _forward.apps.append(weakref.ref(app))
+    logger.addHandler(_forward)

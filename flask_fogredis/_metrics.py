@@ -123,6 +123,12 @@ def render(sources: Iterable[Source]) -> str:
 
 def _render_local(sources: list[Source]) -> str:
     samples: dict[Family, list[Sample]] = {family: [] for family in FAMILIES}
+    _fill(samples, sources)
+    return "".join(_text(family, found) for family, found in samples.items() if found)
+
+
+def _fill(samples: dict[Family, list[Sample]], sources: list[Source]) -> None:
+    """Add the samples of ``sources`` to ``samples``, by family."""
     for source in sources:
         labels = {"config_prefix": source.label}
         pool = pool_stats(source.pool)
@@ -142,7 +148,6 @@ def _render_local(sources: list[Source]) -> str:
             for kind, family in CACHE.items():
                 per_namespace = {**labels, "namespace": namespace}
                 samples[family].append((family.name + "_total", per_namespace, counts[kind]))
-    return "".join(_text(family, found) for family, found in samples.items() if found)
 
 
 def _render_shared(prefixes: set[str]) -> str:
@@ -309,3 +314,58 @@ def _check_multiprocess(directory: str) -> None:
             "values stay per process: set the variable in the environment that starts "
             "the server (not in code run after imports)."
         )
+
+
+class RegistryCollector:
+    """The metrics of every app of this process, as a prometheus-client
+    collector on its default ``REGISTRY``: an app that already exports its
+    own metrics (its own view, prometheus-flask-exporter) shows ours too.
+    ``sources`` lists what to report at each scrape."""
+
+    def __init__(self, sources: Callable[[], Iterable[Source]]) -> None:
+        self._sources = sources
+
+    def describe(self) -> list[Any]:
+        # Nothing up front: the registry then never collects at registration.
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        sources = list(self._sources())
+        for source in sources:
+            source.probe.result(source.max_age)
+        samples: dict[Family, list[Sample]] = {family: [] for family in FAMILIES}
+        _fill(samples, sources)
+        for family, found in samples.items():
+            if not found:
+                continue
+            names = sorted({key for _, labels, _ in found for key in labels})
+            metric: Any
+            if family.kind == "counter":
+                metric = CounterMetricFamily(family.name, family.help, labels=names)
+            else:
+                metric = GaugeMetricFamily(family.name, family.help, labels=names)
+            for _, labels, value in found:
+                metric.add_metric([labels.get(name, "") for name in names], value)
+            yield metric
+
+
+_registered = False
+
+
+def register_on_default_registry(sources: Callable[[], Iterable[Source]]) -> None:
+    """Put a :class:`RegistryCollector` on prometheus-client's ``REGISTRY``,
+    once per process, when prometheus-client is installed and metrics are
+    per process (in multiprocess mode the shared files already reach the
+    app's ``MultiProcessCollector``)."""
+    global _registered
+    with _shared_lock:
+        if _registered or _shared is not None or os.environ.get(MULTIPROC_ENV):
+            return
+        try:
+            from prometheus_client import REGISTRY
+        except ImportError:
+            return
+        REGISTRY.register(RegistryCollector(sources))
+        _registered = True

@@ -90,6 +90,9 @@ class HealthProbe:
         self.timeout = timeout
         self.collect_info = collect_info
         self.on_result = on_result
+        # Called with the previous and the new result of every check (the
+        # availability signals).
+        self.on_change: Callable[[PingResult | None, PingResult], None] | None = None
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
         self._flight: _Flight | None = None
@@ -187,6 +190,8 @@ class HealthProbe:
             # scrape waiting for this check, say) sees the log line and the
             # observer's record too.
             self._log_change(self._last, result)
+            if self.on_change is not None:
+                self.on_change(self._last, result)
             if self.on_result is not None:
                 self.on_result(result)
         finally:

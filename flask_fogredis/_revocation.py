@@ -51,6 +51,7 @@ from ._errors import (
 )
 from ._forking import renew_locks_after_fork
 from ._logs import RateLimitedLog
+from ._telemetry import RevocationSpan, refused, revoked_signal
 from ._topology import slot_tag, write_acknowledged
 
 if TYPE_CHECKING:
@@ -100,6 +101,9 @@ def revocation_prefix(key_prefix: str) -> str:
 
 class Revocations:
     """The blocklist of one app."""
+
+    # OpenTelemetry's tracer when tracing is on (set by the state builder).
+    tracer: Any = None
 
     def __init__(
         self,
@@ -167,7 +171,10 @@ class Revocations:
             ttl_ms = math.ceil((float(exp) + 2 * leeway - time.time()) * 1000)
             if ttl_ms <= 0:
                 return False
-        return self._write(self._jti_key(jti, identity), ttl_ms, only_new=True)
+        written = self._write(self._jti_key(jti, identity), ttl_ms, only_new=True)
+        if written:
+            revoked_signal(jti, payload.get(_identity_claim()), everywhere=False)
+        return written
 
     def blocklist(
         self, jti: str, ttl: int | float | timedelta | None, identity: object = None
@@ -182,6 +189,7 @@ class Revocations:
             seconds = argument_seconds("ttl", ttl)
             ttl_ms = math.ceil(seconds * 1000)
         self._write(key, ttl_ms)
+        revoked_signal(jti, identity, everywhere=False)
 
     def revoke_all(self, identity: object, lifetime: float | None) -> None:
         """Refuse every token of ``identity`` whose session began up to now
@@ -192,6 +200,7 @@ class Revocations:
         ttl_ms = -1 if lifetime is None else math.ceil(lifetime * 1000)
         key = self._sub_key(identity)
         self._write(key, None, command=["EVAL", _MARK_SCRIPT, 1, key, ttl_ms])
+        revoked_signal(None, identity, everywhere=True)
 
     def _write(
         self,
@@ -372,6 +381,12 @@ class Revocations:
         whenever Redis cannot answer it, whatever the error: unreachable,
         busy, loading, refused by an ACL, out of memory, a read-only
         replica. Raises :class:`RevocationUnavailableError` when closed."""
+        if self.tracer is not None:
+            with RevocationSpan(self.tracer) as span:
+                return span.revoked(self._check(jwt_payload))
+        return self._check(jwt_payload)
+
+    def _check(self, jwt_payload: Mapping[str, Any]) -> bool:
         try:
             return self.is_revoked(jwt_payload, _identity_claim())
         except FogRedisError as exc:
@@ -380,7 +395,9 @@ class Revocations:
                 self._outage_log.warning(
                     "revocation-closed", "Token refused: the blocklist cannot be read (%s)", exc
                 )
-                raise RevocationUnavailableError(str(exc), self.retry_after) from None
+                error = RevocationUnavailableError(str(exc), self.retry_after)
+                refused(error)
+                raise error from None
             self._outage_log.warning(
                 "revocation-open",
                 "Token accepted unchecked (REDIS_JWT_FAIL_OPEN): the blocklist cannot be read (%s)",

@@ -15,11 +15,18 @@ import redis
 from ._cache import Cache, cache_prefix, glob_escape
 from ._config import AppConfig, NearCacheSettings, Settings
 from ._connections import translated
-from ._metrics import SharedMetrics, SharedStats, Source, shared_metrics
+from ._metrics import (
+    SharedMetrics,
+    SharedStats,
+    Source,
+    register_on_default_registry,
+    shared_metrics,
+)
 from ._near import NearCache
 from ._probe import HealthProbe
 from ._revocation import Revocations, revocation_prefix
 from ._stats import Stats
+from ._telemetry import attach_metrics, tracer
 from ._topology import build_client, build_probe, key_clearer, master_source
 
 logger = logging.getLogger("flask_fogredis")
@@ -66,6 +73,8 @@ class AppState:
         self.cache = cache
         self.cache_redis = cache_redis
         self.near = near
+        # OpenTelemetry's tracer when tracing is on.
+        self.tracer: Any = None
         _open_states.add(self)
 
     def sources(self) -> list[Source]:
@@ -149,7 +158,25 @@ def build_state(config: AppConfig) -> AppState:
             )
     revocations = Revocations(client, settings, config.revocation, stats, near)
     cache = Cache(cache_client, config.cache, key_prefix=key_prefix, stats=stats, near=cache_near)
-    return AppState(config, stats, pool, client, probe, revocations, cache, cache_redis, near)
+    state = AppState(config, stats, pool, client, probe, revocations, cache, cache_redis, near)
+    # Decided once: with no OpenTelemetry provider, the features see None.
+    state.tracer = revocations.tracer = cache.tracer = tracer()
+    pools = [(prefix, pool)] + ([(cache_redis.settings.prefix, cache_pool)] if cache_redis else [])
+    attach_metrics(state, stats, pools)
+    if config.endpoints.metrics_enabled:
+        register_on_default_registry(_every_source)
+    return state
+
+
+def _every_source() -> list[Source]:
+    """What prometheus-client's registry reports: every app of the process
+    with metrics on."""
+    return [
+        source
+        for state in list(_open_states)
+        if state.endpoints.metrics_enabled
+        for source in state.sources()
+    ]
 
 
 def _pool_observer(shared: SharedMetrics | None, settings: Settings) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 from ._forking import renew_locks_after_fork
 
@@ -16,6 +17,9 @@ class Stats:
     """
 
     def __init__(self) -> None:
+        # Told of every count (name, namespace or None, amount): the
+        # OpenTelemetry counters, when a meter provider is configured.
+        self.mirror: Callable[[str, str | None, int], None] | None = None
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
         self.reset()
@@ -38,11 +42,15 @@ class Stats:
         """Add to one of the counters above (``revocation_checks``, ...)."""
         with self._lock:
             setattr(self, name, getattr(self, name) + amount)
+        if self.mirror is not None:
+            self.mirror(name, None, amount)
 
     def cache_event(self, namespace: str, kind: str) -> None:
         """Count a cache ``hits``, ``misses`` or ``errors`` in ``namespace``."""
         with self._lock:
             self._cache[namespace][kind] += 1
+        if self.mirror is not None:
+            self.mirror("cache_" + kind, namespace, 1)
 
     def cache(self) -> dict[str, dict[str, int]]:
         """A copy of the cache counters: namespace -> hits, misses, errors."""
