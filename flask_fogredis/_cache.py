@@ -29,11 +29,11 @@ from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
 from ._config import CacheSettings, Settings, argument_seconds
-from ._connections import connection_options, translated
+from ._connections import translated
 from ._errors import CacheKeyError, CacheValueError, FogRedisError, InvalidArgumentError
 from ._logs import RateLimitedLog
 from ._probe import parse_info
-from ._topology import key_clearer
+from ._topology import key_clearer, single_connection
 
 if TYPE_CHECKING:
     from ._near import NearCache
@@ -510,12 +510,8 @@ class Cache:
 def _read_policy(settings: Settings) -> str | None:
     """maxmemory-policy of the Redis in ``settings``, or None when it cannot
     be read within the budget."""
-    connection_class, options = connection_options(settings)
     budget = min(_POLICY_CHECK_BUDGET, settings.connect_timeout, settings.socket_timeout)
-    options.update(socket_connect_timeout=budget, socket_timeout=budget, health_check_interval=0)
-    options.pop("fog_retry_attempts", None)
-    options.pop("fog_retry_backoff", None)
-    connection = connection_class(**options)
+    connection = single_connection(settings, socket_connect_timeout=budget, socket_timeout=budget)
     try:
         # INFO, not CONFIG GET: managed Redis services often disable CONFIG.
         connection.send_command("INFO", "memory")

@@ -247,6 +247,12 @@ def node_client(client: RedisCluster, key: str) -> redis.Redis:
     return client.get_redis_connection(client.get_node_from_key(key))
 
 
+def config_of_primaries(client: RedisCluster, name: str) -> list[Any]:
+    """``CONFIG GET name``'s reply from every primary (each holds keys)."""
+    replies = client.execute_command("CONFIG", "GET", name, target_nodes=RedisCluster.PRIMARIES)
+    return list(replies.values())
+
+
 class LayoutChangedError(redis.ConnectionError):
     """The cluster kept redirecting a command, or its node stayed unreachable,
     after the layout was read again: the cluster is changing (a failover

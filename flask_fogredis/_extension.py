@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 import redis
 from flask import Flask, Request, current_app
 
+# Imported for its command, which it adds to fogredis_cli as any plug-in would.
+from . import _import_revocations  # noqa: F401
 from ._cache import cached_view, make_vary
 from ._config import (
     EXTENSION_KEY,
@@ -30,7 +32,6 @@ from ._errors import (
 from ._health import register_endpoints
 from ._revocation import decode, install_loader, unavailable_response, watch_jwt_managers
 from ._state import AppState, build_state
-from ._undecoded import UndecodedRedis
 from .cli import fogredis_cli
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -217,14 +218,15 @@ class FogRedis:
                 f"{name} is False, so this pool's connections return bytes: use "
                 "client_for(app, decode=False), or set it to True."
             )
-        if settings.target.is_cluster:
+        undecoded: Callable[[Any], redis.Redis] | None = state.topology.undecoded
+        if undecoded is None:
             # A cluster client parses replies in a client per node, built by
             # redis-py: there is no one place to ask for bytes.
             raise ConfigurationError(
                 f"On Redis Cluster, client_for(app, decode=False) needs {name} = False "
                 "(then every client of this prefix returns bytes)."
             )
-        return UndecodedRedis(state.pool)
+        return undecoded(state.pool)
 
     @property
     def client(self) -> redis.Redis:
@@ -268,7 +270,7 @@ class FogRedis:
 
     def delete(self, *keys: str) -> int:
         """Delete ``keys``; returns how many existed."""
-        if len(keys) > 1 and self.state().settings.target.is_cluster:
+        if len(keys) > 1 and self.state().topology.multi_key_commands_span_nodes:
             # Keys may be in different slots, which one DEL cannot span.
             return sum(self.delete(key) for key in keys)
         return int(self._call("DEL", *keys)) if keys else 0

@@ -48,8 +48,6 @@ import redis
 from redis.connection import AbstractConnection
 
 from ._config import Settings
-from ._connections import connection_options, node_options
-from ._errors import ConfigurationError
 from ._forking import renew_locks_after_fork
 
 logger = logging.getLogger("flask_fogredis")
@@ -106,16 +104,17 @@ class NearCache:
         ping_interval: float = 1.0,
         on_event: Callable[[str, int], None] | None = None,
         master: MasterSource | None = None,
+        *,
+        connect: Callable[..., AbstractConnection],
     ) -> None:
         """``on_event(name, amount)`` hears of ``near_cache_hits``,
         ``_misses``, ``_invalidations`` and ``_flushes``. ``master``, for a
-        Sentinel target, is the pool whose master the channel follows."""
-        if settings.target.is_cluster:
-            raise ConfigurationError(
-                f"{settings.key('URL')} is a Redis Cluster ({settings.target.display}), "
-                "where the near cache is not supported: turn the near cache off."
-            )
+        Sentinel target, is the pool whose master the channel follows.
+        ``connect(address, **options)`` makes the channel's connection, not
+        yet open: to ``address`` when given, else to the target (see
+        :func:`topology.single_connection`)."""
         self._settings = settings
+        self._connect = connect
         self._on_event = on_event
         self._prefixes = tuple(prefixes)
         self.max_entries = max_entries
@@ -393,18 +392,11 @@ class NearCache:
     def _subscribe_and_read(self, stop: threading.Event, opened: list[AbstractConnection]) -> None:
         master = self._master
         address: Address | None = None
-        if master is None:
-            connection_class, options = connection_options(self._settings)
-        else:
+        if master is not None:
             # The pool is asked (and so follows the sentinels' answer too):
             # the channel must hear the server the pool writes to.
             address = master.get_master_address()
-            connection_class, options = node_options(self._settings)
-            options["host"], options["port"] = address
-        options.pop("fog_retry_attempts", None)
-        options.pop("fog_retry_backoff", None)
-        options.update(protocol=2, socket_timeout=self._ping_interval * 2, health_check_interval=0)
-        connection = connection_class(**options)
+        connection = self._connect(address, protocol=2, socket_timeout=self._ping_interval * 2)
         opened.append(connection)
         if stop is not self._stop:
             return

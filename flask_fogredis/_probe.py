@@ -32,7 +32,7 @@ import redis
 from redis.connection import AbstractConnection
 
 from ._config import Settings
-from ._connections import connection_options, pool_stats
+from ._connections import pool_stats
 from ._forking import renew_locks_after_fork
 
 logger = logging.getLogger("flask_fogredis")
@@ -72,8 +72,10 @@ class _Flight:
 class HealthProbe:
     """PINGs Redis within ``timeout`` seconds and remembers the last answer.
 
-    ``collect_info`` adds an INFO after each successful PING (for the detailed
-    health report); ``on_result`` is called with every finished check.
+    ``connect`` makes the probe's connection, not yet open (see
+    :func:`topology.single_connection`). ``collect_info`` adds an INFO after
+    each successful PING (for the detailed health report); ``on_result`` is
+    called with every finished check.
     """
 
     def __init__(
@@ -81,12 +83,14 @@ class HealthProbe:
         settings: Settings,
         pool: redis.BlockingConnectionPool,
         timeout: float,
+        connect: Callable[[], AbstractConnection],
         *,
         collect_info: bool = False,
         on_result: Callable[[PingResult], None] | None = None,
     ) -> None:
         self._settings = settings
         self._pool = pool
+        self._connect = connect
         self.timeout = timeout
         self.collect_info = collect_info
         self.on_result = on_result
@@ -210,14 +214,10 @@ class HealthProbe:
 
     def _conn(self) -> AbstractConnection:
         if self._connection is None:
-            connection_class, options = connection_options(self._settings)
             # The app's own timeouts, not the bound: callers stop waiting at
             # the bound anyway, while the check goes on to open the
             # connection (or hear a late PONG) for the checks after it.
-            options.update(health_check_interval=0)
-            options.pop("fog_retry_attempts", None)
-            options.pop("fog_retry_backoff", None)
-            self._connection = connection_class(**options)
+            self._connection = self._connect()
         return self._connection
 
     @staticmethod

@@ -45,7 +45,11 @@ def _fork_while_held(lock_owner: object, name: str) -> int:
         (lambda: RateLimitedLog(__import__("logging").getLogger("t"), 1.0), "_lock"),
         (
             lambda: NearCache(
-                read_settings({"REDIS_URL": "redis://127.0.0.1:1/0"}, "REDIS"), ["fog:"], 10, 10_000
+                read_settings({"REDIS_URL": "redis://127.0.0.1:1/0"}, "REDIS"),
+                ["fog:"],
+                10,
+                10_000,
+                connect=lambda *args, **kwargs: pytest.fail("no connection expected"),
             ),
             "_lock",
         ),

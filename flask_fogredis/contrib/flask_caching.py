@@ -168,7 +168,8 @@ class FogRedisCache(BaseCache):
         state = app_state(app, config_prefix)
         self._client = state.client
         self._stats = state.stats
-        self._cluster = state.settings.target.is_cluster
+        # Keys may be on different nodes: one command per key.
+        self._key_by_key = state.topology.multi_key_commands_span_nodes
         self.key_prefix = f"{state.settings.key_prefix}:{NAMESPACE}:{key_prefix}"
         self._response_class: type[Response] = app.response_class
         self._log_lock = threading.Lock()
@@ -234,7 +235,7 @@ class FogRedisCache(BaseCache):
         if not keys:
             return []
         try:
-            if self._cluster:
+            if self._key_by_key:
                 blobs = [self._run("GET", self._key(key)) for key in keys]
             else:
                 blobs = self._run("MGET", *(self._key(key) for key in keys))
@@ -269,7 +270,7 @@ class FogRedisCache(BaseCache):
         blobs = {key: encode(value) for key, value in mapping.items()}
         expiry = self._expiry(timeout)
         try:
-            if self._cluster:
+            if self._key_by_key:
                 for key, blob in blobs.items():
                     self._run("SET", self._key(key), blob, *expiry)
             else:
@@ -297,7 +298,7 @@ class FogRedisCache(BaseCache):
         if not keys:
             return []
         try:
-            if self._cluster:
+            if self._key_by_key:
                 for key in keys:
                     self._run("UNLINK", self._key(key))
             else:
@@ -323,7 +324,7 @@ class FogRedisCache(BaseCache):
         pattern = _glob_escape(self.key_prefix) + "*"
         try:
             for batch in self._batches(pattern):
-                if self._cluster:
+                if self._key_by_key:
                     for name in batch:
                         self._run("UNLINK", name)
                 else:
