@@ -28,7 +28,7 @@ from flask.globals import request_ctx
 from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
-from ._config import CacheSettings, Settings, argument_seconds
+from ._config import CacheSettings, Settings, argument_seconds, identity_claim
 from ._connections import translated
 from ._errors import CacheKeyError, CacheValueError, FogRedisError, InvalidArgumentError
 from ._logs import RateLimitedLog
@@ -623,8 +623,7 @@ def _identity() -> str:
     except RuntimeError:
         verify_jwt_in_request(optional=True)
         payload = get_jwt()
-    claim = current_app.config.get("JWT_IDENTITY_CLAIM", "sub")
-    identity = payload.get(claim)
+    identity = payload.get(identity_claim(current_app.config))
     return "" if identity is None else json.dumps(identity)
 
 

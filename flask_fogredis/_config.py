@@ -248,17 +248,27 @@ def to_seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
     return seconds
 
 
-def argument_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """An argument's duration in seconds (a number or a timedelta); raises
-    :class:`InvalidArgumentError` naming the argument. For arguments to a
-    call, where :func:`to_seconds` is for configuration keys."""
-    seconds = _as_seconds(value, allow_zero=allow_zero)
-    if seconds is None or seconds == float("inf"):
-        bound = ">= 0" if allow_zero else "> 0"
+def argument_seconds(
+    name: str, value: object, *, allow_zero: bool = False, whole: bool = False
+) -> float:
+    """An argument's duration in seconds (a number or a timedelta); with
+    ``whole``, at least 1 and cut to whole seconds (what Redis's ``EX`` and
+    ``EXPIRE`` take). Raises :class:`InvalidArgumentError` naming the
+    argument. For arguments to a call, where :func:`to_seconds` is for
+    configuration keys (which may be text, from the environment)."""
+    seconds = None if isinstance(value, str) else _as_seconds(value, allow_zero=allow_zero)
+    if seconds is None or seconds == float("inf") or (whole and seconds < 1):
+        bound = ">= 1" if whole else ">= 0" if allow_zero else "> 0"
         raise InvalidArgumentError(
             f"{name} must be a number of seconds {bound} or a timedelta, not {value!r}."
         )
-    return seconds
+    return float(int(seconds)) if whole else seconds
+
+
+def identity_claim(config: Mapping[str, Any]) -> str:
+    """The claim that holds a token's identity, per flask-jwt-extended's
+    ``JWT_IDENTITY_CLAIM`` in the app's ``config``."""
+    return str(config.get("JWT_IDENTITY_CLAIM", "sub"))
 
 
 # The words a true or false setting (or query parameter) may be written as.

@@ -39,21 +39,6 @@ View = TypeVar("View", bound=Callable[..., Any])
 logger = logging.getLogger("flask_fogredis")
 
 
-def _seconds(name: str, value: int | float | timedelta) -> int:
-    """Whole seconds > 0 from an int or a timedelta (Redis counts in seconds)."""
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 1 <= value < float("inf")  # NaN too: it compares false
-    ):
-        raise InvalidArgumentError(
-            f"{name} must be a number of seconds >= 1 or a timedelta, not {value!r}"
-        )
-    return int(value)
-
-
 # Keys of neighbouring extensions that look like ours (REDIS_* is ours):
 # set without ours, they were probably meant for FogRedis. A real use of
 # the neighbour is told apart by a key that neighbour needs.
@@ -266,7 +251,7 @@ class FogRedis:
         ttl = _lifetime(ttl, expire=expire)
         if ttl is None:
             return bool(self._call("SET", key, value))
-        return bool(self._call("SET", key, value, "EX", _seconds("ttl", ttl)))
+        return bool(self._call("SET", key, value, "EX", _whole_seconds(ttl)))
 
     def delete(self, *keys: str) -> int:
         """Delete ``keys``; returns how many existed."""
@@ -291,7 +276,7 @@ class FogRedis:
         ttl = _lifetime(ttl, seconds=seconds)
         if ttl is None:
             raise InvalidArgumentError("expire() needs ttl, a number of seconds >= 1.")
-        return bool(self._call("EXPIRE", key, _seconds("ttl", ttl)))
+        return bool(self._call("EXPIRE", key, _whole_seconds(ttl)))
 
     def ttl(self, key: str) -> int:
         """Seconds ``key`` has left: -2 if missing, -1 if it never expires."""
@@ -428,3 +413,7 @@ class FogRedis:
             argument_seconds("ttl", ttl)
         vary = make_vary(vary_on_headers, vary_on_identity, key_func, public, query_params)
         return cached_view(lambda: self.state().cache, namespace, ttl, vary)
+
+
+def _whole_seconds(ttl: int | float | timedelta) -> int:
+    return int(argument_seconds("ttl", ttl, whole=True))

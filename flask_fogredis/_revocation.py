@@ -40,7 +40,14 @@ from typing import TYPE_CHECKING, Any
 import redis
 from flask import Flask, Response, current_app, jsonify
 
-from ._config import EXTENSION_KEY, RevocationSettings, Settings, argument_seconds, leeway_of
+from ._config import (
+    EXTENSION_KEY,
+    RevocationSettings,
+    Settings,
+    argument_seconds,
+    identity_claim,
+    leeway_of,
+)
 from ._connections import translated
 from ._errors import (
     EvictionPolicyError,
@@ -167,7 +174,7 @@ class Revocations:
         already expired beyond the leeway, or was already revoked: of
         concurrent calls for one token, exactly one gets True."""
         jti = _jti(payload)
-        identity = payload.get(_identity_claim()) if self.needs_identity else None
+        identity = payload.get(identity_claim(current_app.config)) if self.needs_identity else None
         exp = payload.get("exp")
         ttl_ms: int | None = None
         if exp is not None:
@@ -377,7 +384,7 @@ class Revocations:
         busy, loading, refused by an ACL, out of memory, a read-only
         replica. Raises :class:`RevocationUnavailableError` when closed."""
         try:
-            return self.is_revoked(jwt_payload, _identity_claim())
+            return self.is_revoked(jwt_payload, identity_claim(current_app.config))
         except FogRedisError as exc:
             self._stats.count("redis_errors")
             if isinstance(exc, EvictionPolicyError) or not self.fail_open:
@@ -512,10 +519,6 @@ def _policy(reply: Any) -> str | None:
     else:
         value = reply[1] if len(reply) > 1 else None
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _identity_claim() -> str:
-    return str(current_app.config.get("JWT_IDENTITY_CLAIM", "sub"))
 
 
 def _identity(identity: object) -> str:
