@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -48,7 +47,7 @@ import redis
 from redis.connection import AbstractConnection
 
 from ._config import Settings
-from ._forking import renew_locks_after_fork
+from ._forking import renew_locks_after_fork, reset_after_fork
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -122,12 +121,14 @@ class NearCache:
         self._ping_interval = ping_interval
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
+        reset_after_fork(self, NearCache._forget_listener)
         self._entries: OrderedDict[str, Any] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self._bytes = 0
         self._epoch = 0
         self._healthy = False
-        self._pid: int | None = None
+        # Whether this process started the listener (a forked child has not).
+        self._started = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._connection: AbstractConnection | None = None
@@ -329,14 +330,14 @@ class NearCache:
     # -- the listener ---------------------------------------------------
 
     def _ensure_listener(self) -> None:
-        if self._pid == os.getpid():
+        if self._started:
             return
         with self._lock:
-            if self._pid == os.getpid():
+            if self._started:
                 return
             # First use in this process (or first after a fork): the parent's
             # listener and entries are not ours.
-            self._pid = os.getpid()
+            self._started = True
             self._entries.clear()
             self._sizes.clear()
             self._bytes = 0
@@ -355,13 +356,20 @@ class NearCache:
         """Stop the listener and drop every entry."""
         self._stop.set()
         connection = self._connection
-        if connection is not None and self._pid == os.getpid():
+        if connection is not None and self._started:
             connection.disconnect()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
         self._flush(False)
-        self._pid = None
+        self._started = False
+
+    def _forget_listener(self) -> None:
+        # In a forked child: the parent's listener thread is not here, and
+        # its connection is the parent's; the next use starts them anew.
+        self._started = False
+        self._connection = None
+        self._thread = None
 
     def _listen(self, stop: threading.Event) -> None:
         pause = 0.05

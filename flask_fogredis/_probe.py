@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +31,7 @@ from redis.connection import AbstractConnection
 
 from ._config import Settings
 from ._connections import pool_stats
-from ._forking import renew_locks_after_fork
+from ._forking import renew_locks_after_fork, reset_after_fork
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -101,7 +99,7 @@ class HealthProbe:
         self._last: PingResult | None = None
         self._last_at = 0.0
         self.pings = 0
-        _probes.add(self)
+        reset_after_fork(self, _forget_parent_check)
 
     @property
     def wait_budget(self) -> float:
@@ -302,13 +300,12 @@ def parse_info(reply: object) -> dict[str, str]:
     return fields
 
 
-_probes: weakref.WeakSet[HealthProbe] = weakref.WeakSet()
+def info_number(*values: str | None) -> int | None:
+    """The sum of INFO fields that are whole numbers (one field, usually);
+    None when none of them is."""
+    found = [int(v) for v in values if v is not None and v.isdigit()]
+    return sum(found) if found else None
 
 
-def _forget_parent_checks() -> None:
-    for probe in list(_probes):
-        probe._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_checks)
+def _forget_parent_check(probe: HealthProbe) -> None:
+    probe._after_fork()
