@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 Owner = TypeVar("Owner")
+Item = TypeVar("Item")
 
 # Weak references, not a WeakKeyDictionary: owners need not be hashable.
 _owners: list[tuple[weakref.ref[Any], tuple[str, ...]]] = []
@@ -51,24 +52,22 @@ def reset_after_fork(owner: Owner, reset: Callable[[Owner], None]) -> None:
 
 
 def _reset_all() -> None:
-    alive = []
-    for ref, reset in _resets:
-        owner = ref()
-        if owner is not None:
-            alive.append((ref, reset))
-            reset(owner)
-    _resets[:] = alive
+    for owner, reset in _alive(_resets):
+        reset(owner)
 
 
 def _renew_all() -> None:
-    alive = []
-    for ref, names in _owners:
-        owner = ref()
-        if owner is not None:
-            alive.append((ref, names))
-            for name in names:
-                setattr(owner, name, threading.Lock())
-    _owners[:] = alive
+    for owner, names in _alive(_owners):
+        for name in names:
+            setattr(owner, name, threading.Lock())
+
+
+def _alive(entries: list[tuple[weakref.ref[Any], Item]]) -> list[tuple[Any, Item]]:
+    """The owners still alive in ``entries``, each with its item; the dead
+    are dropped from ``entries``."""
+    found = [(ref(), item) for ref, item in entries]
+    entries[:] = [entry for entry, (owner, _) in zip(entries, found) if owner is not None]
+    return [(owner, item) for owner, item in found if owner is not None]
 
 
 def _watch_gevent() -> None:
