@@ -34,9 +34,11 @@ test: install
 	./scripts/ensure-redis-server
 	$(MAKE) --no-print-directory lint types docs pytest
 
+# lint-imports: the layers in pyproject.toml ([tool.importlinter]); imports point down only.
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 types:
 	$(BIN)/mypy

@@ -16,6 +16,7 @@ from ._errors import (
 )
 from ._extension import FogRedis
 from ._multiproc import mark_process_dead
+from ._version import __version__ as __version__
 
 __all__ = [
     "CacheKeyError",
@@ -32,4 +33,3 @@ __all__ = [
     "TokenError",
     "mark_process_dead",
 ]
-__version__ = "0.1.0"

@@ -33,15 +33,15 @@ from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
 from ._codec import decode, encode
-from ._config import CacheSettings, Settings, argument_seconds
-from ._connections import connection_options, translated
+from ._config import CacheSettings, Settings, argument_seconds, identity_claim
+from ._connections import translated
 from ._errors import CacheKeyError, FogRedisError, InvalidArgumentError
 from ._index import Indexes, check_tags
 from ._logs import RateLimitedLog
 from ._probe import parse_info
 from ._telemetry import invalidated, looked_up, mark_near, observe_view, watching_views
 from ._telemetry import stored as announce_store
-from ._topology import key_clearer
+from ._topology import key_clearer, single_connection
 
 if TYPE_CHECKING:
     from ._near import NearCache
@@ -640,12 +640,8 @@ class Cache:
 def _read_policy(settings: Settings) -> str | None:
     """maxmemory-policy of the Redis in ``settings``, or None when it cannot
     be read within the budget."""
-    connection_class, options = connection_options(settings)
     budget = min(_POLICY_CHECK_BUDGET, settings.connect_timeout, settings.socket_timeout)
-    options.update(socket_connect_timeout=budget, socket_timeout=budget, health_check_interval=0)
-    options.pop("fog_retry_attempts", None)
-    options.pop("fog_retry_backoff", None)
-    connection = connection_class(**options)
+    connection = single_connection(settings, socket_connect_timeout=budget, socket_timeout=budget)
     try:
         # INFO, not CONFIG GET: managed Redis services often disable CONFIG.
         connection.send_command("INFO", "memory")
@@ -751,8 +747,7 @@ def _identity() -> str:
     except RuntimeError:
         verify_jwt_in_request(optional=True)
         payload = get_jwt()
-    claim = current_app.config.get("JWT_IDENTITY_CLAIM", "sub")
-    identity = payload.get(claim)
+    identity = payload.get(identity_claim(current_app.config))
     return "" if identity is None else json.dumps(identity)
 
 

@@ -48,7 +48,7 @@ from ._connections import (
     batched,
     pool_stats,
 )
-from ._probe import HealthProbe, PingResult, parse_info
+from ._probe import HealthProbe, PingResult, info_number, parse_info
 
 # Before 6.0, RedisCluster counted its retries in this argument, not in retry=.
 _LEGACY_RETRIES = int(redis.__version__.split(".")[0]) < 6
@@ -247,6 +247,12 @@ def node_client(client: RedisCluster, key: str) -> redis.Redis:
     return client.get_redis_connection(client.get_node_from_key(key))
 
 
+def config_of_primaries(client: RedisCluster, name: str) -> list[Any]:
+    """``CONFIG GET name``'s reply from every primary (each holds keys)."""
+    replies = client.execute_command("CONFIG", "GET", name, target_nodes=RedisCluster.PRIMARIES)
+    return list(replies.values())
+
+
 class LayoutChangedError(redis.ConnectionError):
     """The cluster kept redirecting a command, or its node stayed unreachable,
     after the layout was read again: the cluster is changing (a failover
@@ -414,22 +420,17 @@ class ClusterProbe(HealthProbe):
                 "node": None
                 if self._connection is None
                 else f"{self._connection.host}:{self._connection.port}",  # type: ignore[attr-defined]
-                "slots_ok": _int(info.get("cluster_slots_ok")),
-                "slots_failing": _int(
+                "slots_ok": info_number(info.get("cluster_slots_ok")),
+                "slots_failing": info_number(
                     info.get("cluster_slots_pfail"), info.get("cluster_slots_fail")
                 ),
-                "known_nodes": _int(info.get("cluster_known_nodes")),
-                "primaries": _int(info.get("cluster_size")),
+                "known_nodes": info_number(info.get("cluster_known_nodes")),
+                "primaries": info_number(info.get("cluster_size")),
                 "failing_nodes": self.nodes.get("failing"),
                 "primaries_without_replica": self.nodes.get("alone"),
                 "pool_size_per_node": self._settings.pool_size,
             }
         }
-
-
-def _int(*values: str | None) -> int | None:
-    found = [int(v) for v in values if v is not None and v.isdigit()]
-    return sum(found) if found else None
 
 
 def node_summary(reply: Any) -> dict[str, list[str]]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from ._codec import Codec, resolve_codec
 from ._errors import ConfigurationError, InvalidArgumentError
@@ -253,17 +253,27 @@ def to_seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
     return seconds
 
 
-def argument_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """An argument's duration in seconds (a number or a timedelta); raises
-    :class:`InvalidArgumentError` naming the argument. For arguments to a
-    call, where :func:`to_seconds` is for configuration keys."""
-    seconds = _as_seconds(value, allow_zero=allow_zero)
-    if seconds is None or seconds == float("inf"):
-        bound = ">= 0" if allow_zero else "> 0"
+def argument_seconds(
+    name: str, value: object, *, allow_zero: bool = False, whole: bool = False
+) -> float:
+    """An argument's duration in seconds (a number or a timedelta); with
+    ``whole``, at least 1 and cut to whole seconds (what Redis's ``EX`` and
+    ``EXPIRE`` take). Raises :class:`InvalidArgumentError` naming the
+    argument. For arguments to a call, where :func:`to_seconds` is for
+    configuration keys (which may be text, from the environment)."""
+    seconds = None if isinstance(value, str) else _as_seconds(value, allow_zero=allow_zero)
+    if seconds is None or seconds == float("inf") or (whole and seconds < 1):
+        bound = ">= 1" if whole else ">= 0" if allow_zero else "> 0"
         raise InvalidArgumentError(
             f"{name} must be a number of seconds {bound} or a timedelta, not {value!r}."
         )
-    return seconds
+    return float(int(seconds)) if whole else seconds
+
+
+def identity_claim(config: Mapping[str, Any]) -> str:
+    """The claim that holds a token's identity, per flask-jwt-extended's
+    ``JWT_IDENTITY_CLAIM`` in the app's ``config``."""
+    return str(config.get("JWT_IDENTITY_CLAIM", "sub"))
 
 
 # The words a true or false setting (or query parameter) may be written as.
@@ -360,8 +370,6 @@ def _parse_url(key: str, url: object) -> Target:
         raise _fail(key, f"{bad}: it has a '#'", "URL-encode # in a password as %23")
     shown = mask_url(url)
     if "+" in scheme:
-        from ._nodes import parse_nodes_url
-
         return parse_nodes_url(key, parts, shown)
     password = unquote(parts.password) if parts.password is not None else None
     username = unquote(parts.username) if parts.username else None
@@ -429,6 +437,117 @@ def _query(key: str, query: str, *, tls: bool) -> dict[str, Any]:
     return options
 
 
+# URLs that name several nodes: Sentinel and Cluster.
+#
+# redis-py has no URL for either; these follow the form other Python Redis
+# libraries use::
+#
+#     redis+sentinel://[user:password@]host1:26379,host2:26379/<service>[/db]
+#     redis+cluster://[user:password@]host1:6379,host2:6379
+#
+# ``rediss+`` makes every connection TLS. The user and password are the data
+# nodes'; the sentinels' come from their own config keys. Mistakes raise the
+# same :class:`ConfigurationError` as the other URLs, with the password masked.
+
+SENTINEL_PORT = 26379
+CLUSTER_PORT = 6379
+_HOST = re.compile(r"[A-Za-z0-9._~%-]+")
+
+
+def parse_nodes_url(key: str, parts: SplitResult, shown: str) -> Target:
+    """A validated Target for a ``redis+sentinel://`` or ``redis+cluster://``
+    URL (or a ``rediss+`` one); ``shown`` is the URL with its password masked."""
+    scheme = parts.scheme.lower()
+    sentinel = scheme.endswith("+sentinel")
+    example = (
+        f"{scheme}://:password@host1:26379,host2:26379/mymaster/0"
+        if sentinel
+        else f"{scheme}://:password@host1:6379,host2:6379"
+    )
+    bad = "is not a valid Redis URL (not shown: it may hold a password)"
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not hosts:
+        raise _fail(key, f"{bad}: no host", f"write it as {example}")
+    nodes = tuple(
+        _node(key, bad, item, SENTINEL_PORT if sentinel else CLUSTER_PORT, example)
+        for item in hosts.split(",")
+    )
+    connection: dict[str, Any] = {}
+    password: str | None = None
+    if at:
+        user, sep, secret = userinfo.partition(":")
+        if user:
+            connection["username"] = unquote(user)
+        if sep:
+            password = unquote(secret)
+            connection["password"] = password
+    options = _query(key, parts.query, tls=scheme.startswith("rediss"))
+    segments = (
+        [unquote(s) for s in parts.path.strip("/").split("/")] if parts.path.strip("/") else []
+    )
+    service = None
+    db = 0
+    if sentinel:
+        if not segments or not segments[0]:
+            raise _fail(
+                key,
+                f"{bad}: no service name",
+                f"name the master as the sentinels know it, as in {example}",
+            )
+        if len(segments) > 2 or (len(segments) == 2 and not segments[1].isdigit()):
+            raise _fail(
+                key,
+                f"{bad}: the path must be /<service> or /<service>/<db>",
+                f"write it as {example}",
+            )
+        service = segments[0]
+        db = int(segments[1]) if len(segments) == 2 else 0
+        if len(segments) == 2 and "db" in options:
+            raise _fail(key, f"{bad}: the database is given twice", "keep only the /N path")
+    elif segments and segments != ["0"]:
+        raise _fail(
+            key,
+            f"{bad}: Redis Cluster has database 0 only",
+            f"remove the path, as in {example}",
+        )
+    if "db" in options:
+        db = to_int(f"{key} (db option)", options.pop("db"), 0)
+        if not sentinel and db != 0:
+            raise _fail(key, f"{bad}: Redis Cluster has database 0 only", "remove the db option")
+    if sentinel:
+        connection["db"] = db
+    connection.update(options)
+    return Target(
+        scheme=scheme,
+        display=shown,
+        password=password,
+        connection=connection,
+        nodes=nodes,
+        service=service,
+    )
+
+
+def _node(key: str, bad: str, item: str, default_port: int, example: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port``."""
+    if item.startswith("["):
+        host, sep, rest = item[1:].partition("]")
+        if not sep or not host or (rest and not rest.startswith(":")):
+            raise _fail(key, f"{bad}: host {item!r}", "write an IPv6 address as [::1]:6379")
+        port_text = rest[1:] if rest else ""
+    else:
+        host, _, port_text = item.partition(":")
+        if not host or not _HOST.fullmatch(host):
+            shown = repr(item) if item else "an empty host"
+            raise _fail(key, f"{bad}: {shown} in the host list", f"write it as {example}")
+    if not port_text and item.endswith(":"):
+        raise _fail(key, f"{bad}: no port after {host!r}", f"write it as {example}")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise _fail(key, f"{bad}: port {port_text!r} of {host!r}", "use a port from 1 to 65535")
+    return host, int(port_text)
+
+
 def _whole(minimum: int) -> Callable[[str, object], int]:
     """A parser of whole numbers >= ``minimum``."""
     return functools.partial(to_int, minimum=minimum)
@@ -487,15 +606,19 @@ _DOTTED = re.compile(
 )
 
 
+def _is_credential_provider(value: object) -> bool:
+    """Whether ``value`` is a redis-py ``CredentialProvider``, by its shape:
+    this layer does not import redis."""
+    return not isinstance(value, (str, bytes)) and callable(getattr(value, "get_credentials", None))
+
+
 def _credential_provider(key: str, value: object) -> Any:
     """A redis-py ``CredentialProvider``: ``value`` itself, or what the
     zero-argument factory named by ``value`` (``package.module:factory`` or
     ``package.module.factory``) returns. Raises :class:`ConfigurationError`;
     its message never shows a provider, nor a value that is not a dotted
     name (it may be a password set in the wrong key)."""
-    from redis.credentials import CredentialProvider
-
-    if value is None or isinstance(value, CredentialProvider):
+    if value is None or _is_credential_provider(value):
         return value
     shape = "a redis.credentials.CredentialProvider, or the dotted path of a factory returning one"
     if not isinstance(value, str) or not _DOTTED.fullmatch(value):
@@ -522,7 +645,7 @@ def _credential_provider(key: str, value: object) -> Any:
             f"names {value!r}, which raised {type(exc).__name__}",
             "make the factory callable with no arguments",
         ) from exc
-    if not isinstance(provider, CredentialProvider):
+    if not _is_credential_provider(provider):
         raise _fail(
             key,
             f"names {value!r}, which returned a {type(provider).__name__}",
@@ -981,6 +1104,12 @@ def read_config(config: MutableMapping[str, Any], prefix: str, *, first: bool) -
             f"{k('NEAR_CACHE')} needs a real Redis (6 or newer): memory:// cannot send "
             "invalidations. Turn it off for the embedded store."
         )
+    for settings in (connection, cache.connection):
+        if near.enabled and settings.target.is_cluster:
+            raise ConfigurationError(
+                f"{settings.key('URL')} is a Redis Cluster ({settings.target.display}), "
+                "where the near cache is not supported: turn the near cache off."
+            )
     return AppConfig(connection, endpoints, cache, revocation, near)
 
 

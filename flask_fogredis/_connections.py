@@ -24,7 +24,6 @@ from redis.connection import (
 
 from ._config import Settings, Target
 from ._errors import ConfigurationError, FogRedisError, RedisCommandError, RedisUnavailableError
-from ._forking import renew_locks_after_fork
 
 _BACKOFF_CAP = 1.0
 # Keys asked of each SCAN, and deleted by each UNLINK, when clearing a pattern.
@@ -35,7 +34,7 @@ UNLINK_BATCH = 500
 BeforeUnlink = Callable[[Any], None]
 
 
-class _RetryConnect:
+class RetryConnect:
     """Retries a refused connection attempt, with capped exponential backoff
     and full jitter (so that workers do not reconnect in step).
 
@@ -76,15 +75,15 @@ class _RetryConnect:
             attempt += 1
 
 
-class FogConnection(_RetryConnect, Connection):
+class FogConnection(RetryConnect, Connection):
     """TCP connection that retries a refused connect."""
 
 
-class FogSSLConnection(_RetryConnect, SSLConnection):
+class FogSSLConnection(RetryConnect, SSLConnection):
     """TLS connection that retries a refused connect."""
 
 
-class FogUnixConnection(_RetryConnect, UnixDomainSocketConnection):
+class FogUnixConnection(RetryConnect, UnixDomainSocketConnection):
     """Unix-socket connection that retries a refused connect."""
 
 
@@ -105,22 +104,6 @@ def _memory_server(name: str) -> Any:
         return fakeredis.FakeServer()
     with _memory_lock:
         return _memory_stores.setdefault(name, fakeredis.FakeServer())
-
-
-def connection_options(settings: Settings) -> tuple[type[AbstractConnection], dict[str, Any]]:
-    """The connection class and its keyword arguments for ``settings``: for
-    Sentinel, a connection that asks the sentinels for the master whenever it
-    connects; for Cluster, one to the first listed node."""
-    connection_class, options = node_options(settings)
-    target = settings.target
-    if target.is_sentinel:
-        from ._sentinel import master_connection_options
-
-        return master_connection_options(settings, options)
-    if target.is_cluster:
-        options.pop("db", None)
-        options["host"], options["port"] = target.nodes[0]
-    return connection_class, options
 
 
 def node_options(settings: Settings) -> tuple[type[AbstractConnection], dict[str, Any]]:
@@ -215,30 +198,19 @@ class PoolQueue:
 def build_pool(
     settings: Settings, observe: Callable[[PoolQueue], None] | None = None
 ) -> BlockingConnectionPool:
-    """The blocking pool for ``settings``: created empty, it connects lazily.
-    ``observe`` is told of every connection taken or returned. For Sentinel,
-    a pool of connections to the current master; Cluster has a pool per node
-    (see :func:`topology.build_client`)."""
+    """The blocking pool of one Redis server for ``settings``: created
+    empty, it connects lazily. ``observe`` is told of every connection taken
+    or returned. Sentinel and Cluster have pools of their own (see
+    :func:`topology.build_client`)."""
     connection_class, options = node_options(settings)
-    pool: BlockingConnectionPool
-    if settings.target.is_sentinel:
-        from ._sentinel import build_sentinel_pool
-
-        pool = build_sentinel_pool(settings, options, observe)
-    else:
-        pool = BlockingConnectionPool(
-            max_connections=settings.pool_size,
-            timeout=settings.pool_timeout,
-            connection_class=connection_class,
-            # redis-py makes a new queue after a fork by calling queue_class(size).
-            queue_class=partial(PoolQueue, observe=observe),
-            **options,
-        )
-    # The lock redis-py takes to reset the pool in a forked child: one made
-    # before gevent patched the worker lets every greenlet in at once (an
-    # OS RLock) or blocks them all (an OS Lock, before redis-py 6).
-    renew_locks_after_fork(pool, "_fork_lock")
-    return pool
+    return BlockingConnectionPool(
+        max_connections=settings.pool_size,
+        timeout=settings.pool_timeout,
+        connection_class=connection_class,
+        # redis-py makes a new queue after a fork by calling queue_class(size).
+        queue_class=partial(PoolQueue, observe=observe),
+        **options,
+    )
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

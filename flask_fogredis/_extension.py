@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 import redis
 from flask import Flask, Request, Response, current_app
 
+# Imported for its command, which it adds to fogredis_cli as any plug-in would.
+from . import _import_revocations  # noqa: F401
 from ._cache import Ttl, ViewControls, cached_view, make_vary
 from ._config import (
     EXTENSION_KEY,
@@ -34,27 +36,11 @@ from ._memoize import memoize, memoized_of
 from ._revocation import decode, install_loader, unavailable_response, watch_jwt_managers
 from ._state import AppState, build_state
 from ._telemetry import availability_signals, traced_health
-from ._undecoded import UndecodedRedis
 from .cli import fogredis_cli
 
 View = TypeVar("View", bound=Callable[..., Any])
 
 logger = logging.getLogger("flask_fogredis")
-
-
-def _seconds(name: str, value: int | float | timedelta) -> int:
-    """Whole seconds > 0 from an int or a timedelta (Redis counts in seconds)."""
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 1 <= value < float("inf")  # NaN too: it compares false
-    ):
-        raise InvalidArgumentError(
-            f"{name} must be a number of seconds >= 1 or a timedelta, not {value!r}"
-        )
-    return int(value)
 
 
 # Keys of neighbouring extensions that look like ours (REDIS_* is ours):
@@ -226,14 +212,15 @@ class FogRedis:
                 f"{name} is False, so this pool's connections return bytes: use "
                 "client_for(app, decode=False), or set it to True."
             )
-        if settings.target.is_cluster:
+        undecoded: Callable[[Any], redis.Redis] | None = state.topology.undecoded
+        if undecoded is None:
             # A cluster client parses replies in a client per node, built by
             # redis-py: there is no one place to ask for bytes.
             raise ConfigurationError(
                 f"On Redis Cluster, client_for(app, decode=False) needs {name} = False "
                 "(then every client of this prefix returns bytes)."
             )
-        return UndecodedRedis(state.pool)
+        return undecoded(state.pool)
 
     @property
     def client(self) -> redis.Redis:
@@ -273,11 +260,11 @@ class FogRedis:
         ttl = _lifetime(ttl, expire=expire)
         if ttl is None:
             return bool(self._call("SET", key, value))
-        return bool(self._call("SET", key, value, "EX", _seconds("ttl", ttl)))
+        return bool(self._call("SET", key, value, "EX", _whole_seconds(ttl)))
 
     def delete(self, *keys: str) -> int:
         """Delete ``keys``; returns how many existed."""
-        if len(keys) > 1 and self.state().settings.target.is_cluster:
+        if len(keys) > 1 and self.state().topology.multi_key_commands_span_nodes:
             # Keys may be in different slots, which one DEL cannot span.
             return sum(self.delete(key) for key in keys)
         return int(self._call("DEL", *keys)) if keys else 0
@@ -298,7 +285,7 @@ class FogRedis:
         ttl = _lifetime(ttl, seconds=seconds)
         if ttl is None:
             raise InvalidArgumentError("expire() needs ttl, a number of seconds >= 1.")
-        return bool(self._call("EXPIRE", key, _seconds("ttl", ttl)))
+        return bool(self._call("EXPIRE", key, _whole_seconds(ttl)))
 
     def ttl(self, key: str) -> int:
         """Seconds ``key`` has left: -2 if missing, -1 if it never expires."""
@@ -518,3 +505,7 @@ class FogRedis:
         )
         ttl_given: Ttl = ttl
         return cached_view(lambda: self.state().cache, namespace, ttl_given, vary, controls)
+
+
+def _whole_seconds(ttl: int | float | timedelta) -> int:
+    return int(argument_seconds("ttl", ttl, whole=True))

@@ -21,7 +21,7 @@ from ._config import EXTENSION_KEY, Settings, is_true
 from ._connections import pool_stats
 from ._errors import ConfigurationError
 from ._metrics import CONTENT_TYPE, render
-from ._probe import PingResult
+from ._probe import PingResult, info_number
 from ._state import AppState
 from ._telemetry import traced_health
 from ._topology import topology_details
@@ -212,11 +212,11 @@ def _details(state: AppState, result: PingResult) -> dict[str, Any]:
     return {
         "redis_version": info.get("redis_version"),
         "role": info.get("role"),
-        "used_memory": _int(info.get("used_memory")),
-        "maxmemory": _int(info.get("maxmemory")),
+        "used_memory": info_number(info.get("used_memory")),
+        "maxmemory": info_number(info.get("maxmemory")),
         "maxmemory_policy": info.get("maxmemory_policy"),
-        "evicted_keys": _int(info.get("evicted_keys")),
-        "connected_clients": _int(info.get("connected_clients")),
+        "evicted_keys": info_number(info.get("evicted_keys")),
+        "connected_clients": info_number(info.get("connected_clients")),
         "pool_in_use": pool["in_use"],
         "pool_idle": pool["idle"],
         "cache": cache,
@@ -234,10 +234,6 @@ def _cache_redis(state: AppState) -> dict[str, Any]:
         return {}
     result = own.probe.result(state.endpoints.cache_seconds)
     return {"cache_redis": {**own.probe.report(result), "pool_idle": pool_stats(own.pool)["idle"]}}
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() else None
 
 
 def _bearer() -> str | None:

@@ -34,7 +34,7 @@ def import_revocations(pattern: str, strip: str) -> None:
     do not hold."""
     state = command_state()
     settings = state.settings
-    if settings.target.is_cluster:
+    if state.revocations.needs_identity:
         raise click.ClickException(
             "import-revocations cannot run on Redis Cluster: there a revocation is stored "
             "next to the token's identity, which the old keys do not name."

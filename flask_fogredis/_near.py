@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -48,9 +47,7 @@ import redis
 from redis.connection import AbstractConnection
 
 from ._config import Settings
-from ._connections import connection_options, node_options
-from ._errors import ConfigurationError
-from ._forking import renew_locks_after_fork
+from ._forking import renew_locks_after_fork, reset_after_fork
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -106,16 +103,17 @@ class NearCache:
         ping_interval: float = 1.0,
         on_event: Callable[[str, int], None] | None = None,
         master: MasterSource | None = None,
+        *,
+        connect: Callable[..., AbstractConnection],
     ) -> None:
         """``on_event(name, amount)`` hears of ``near_cache_hits``,
         ``_misses``, ``_invalidations`` and ``_flushes``. ``master``, for a
-        Sentinel target, is the pool whose master the channel follows."""
-        if settings.target.is_cluster:
-            raise ConfigurationError(
-                f"{settings.key('URL')} is a Redis Cluster ({settings.target.display}), "
-                "where the near cache is not supported: turn the near cache off."
-            )
+        Sentinel target, is the pool whose master the channel follows.
+        ``connect(address, **options)`` makes the channel's connection, not
+        yet open: to ``address`` when given, else to the target (see
+        :func:`topology.single_connection`)."""
         self._settings = settings
+        self._connect = connect
         self._on_event = on_event
         self._prefixes = tuple(prefixes)
         self.max_entries = max_entries
@@ -123,12 +121,14 @@ class NearCache:
         self._ping_interval = ping_interval
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
+        reset_after_fork(self, NearCache._forget_listener)
         self._entries: OrderedDict[str, Any] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self._bytes = 0
         self._epoch = 0
         self._healthy = False
-        self._pid: int | None = None
+        # Whether this process started the listener (a forked child has not).
+        self._started = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._connection: AbstractConnection | None = None
@@ -330,14 +330,14 @@ class NearCache:
     # -- the listener ---------------------------------------------------
 
     def _ensure_listener(self) -> None:
-        if self._pid == os.getpid():
+        if self._started:
             return
         with self._lock:
-            if self._pid == os.getpid():
+            if self._started:
                 return
             # First use in this process (or first after a fork): the parent's
             # listener and entries are not ours.
-            self._pid = os.getpid()
+            self._started = True
             self._entries.clear()
             self._sizes.clear()
             self._bytes = 0
@@ -356,13 +356,20 @@ class NearCache:
         """Stop the listener and drop every entry."""
         self._stop.set()
         connection = self._connection
-        if connection is not None and self._pid == os.getpid():
+        if connection is not None and self._started:
             connection.disconnect()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
         self._flush(False)
-        self._pid = None
+        self._started = False
+
+    def _forget_listener(self) -> None:
+        # In a forked child: the parent's listener thread is not here, and
+        # its connection is the parent's; the next use starts them anew.
+        self._started = False
+        self._connection = None
+        self._thread = None
 
     def _listen(self, stop: threading.Event) -> None:
         pause = 0.05
@@ -393,18 +400,11 @@ class NearCache:
     def _subscribe_and_read(self, stop: threading.Event, opened: list[AbstractConnection]) -> None:
         master = self._master
         address: Address | None = None
-        if master is None:
-            connection_class, options = connection_options(self._settings)
-        else:
+        if master is not None:
             # The pool is asked (and so follows the sentinels' answer too):
             # the channel must hear the server the pool writes to.
             address = master.get_master_address()
-            connection_class, options = node_options(self._settings)
-            options["host"], options["port"] = address
-        options.pop("fog_retry_attempts", None)
-        options.pop("fog_retry_backoff", None)
-        options.update(protocol=2, socket_timeout=self._ping_interval * 2, health_check_interval=0)
-        connection = connection_class(**options)
+        connection = self._connect(address, protocol=2, socket_timeout=self._ping_interval * 2)
         opened.append(connection)
         if stop is not self._stop:
             return

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +30,8 @@ import redis
 from redis.connection import AbstractConnection
 
 from ._config import Settings
-from ._connections import connection_options, pool_stats
-from ._forking import renew_locks_after_fork
+from ._connections import pool_stats
+from ._forking import renew_locks_after_fork, reset_after_fork
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -72,8 +70,10 @@ class _Flight:
 class HealthProbe:
     """PINGs Redis within ``timeout`` seconds and remembers the last answer.
 
-    ``collect_info`` adds an INFO after each successful PING (for the detailed
-    health report); ``on_result`` is called with every finished check.
+    ``connect`` makes the probe's connection, not yet open (see
+    :func:`topology.single_connection`). ``collect_info`` adds an INFO after
+    each successful PING (for the detailed health report); ``on_result`` is
+    called with every finished check.
     """
 
     def __init__(
@@ -81,12 +81,14 @@ class HealthProbe:
         settings: Settings,
         pool: redis.BlockingConnectionPool,
         timeout: float,
+        connect: Callable[[], AbstractConnection],
         *,
         collect_info: bool = False,
         on_result: Callable[[PingResult], None] | None = None,
     ) -> None:
         self._settings = settings
         self._pool = pool
+        self._connect = connect
         self.timeout = timeout
         self.collect_info = collect_info
         self.on_result = on_result
@@ -100,7 +102,7 @@ class HealthProbe:
         self._last: PingResult | None = None
         self._last_at = 0.0
         self.pings = 0
-        _probes.add(self)
+        reset_after_fork(self, _forget_parent_check)
 
     @property
     def wait_budget(self) -> float:
@@ -215,14 +217,10 @@ class HealthProbe:
 
     def _conn(self) -> AbstractConnection:
         if self._connection is None:
-            connection_class, options = connection_options(self._settings)
             # The app's own timeouts, not the bound: callers stop waiting at
             # the bound anyway, while the check goes on to open the
             # connection (or hear a late PONG) for the checks after it.
-            options.update(health_check_interval=0)
-            options.pop("fog_retry_attempts", None)
-            options.pop("fog_retry_backoff", None)
-            self._connection = connection_class(**options)
+            self._connection = self._connect()
         return self._connection
 
     @staticmethod
@@ -307,13 +305,12 @@ def parse_info(reply: object) -> dict[str, str]:
     return fields
 
 
-_probes: weakref.WeakSet[HealthProbe] = weakref.WeakSet()
+def info_number(*values: str | None) -> int | None:
+    """The sum of INFO fields that are whole numbers (one field, usually);
+    None when none of them is."""
+    found = [int(v) for v in values if v is not None and v.isdigit()]
+    return sum(found) if found else None
 
 
-def _forget_parent_checks() -> None:
-    for probe in list(_probes):
-        probe._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_checks)
+def _forget_parent_check(probe: HealthProbe) -> None:
+    probe._after_fork()

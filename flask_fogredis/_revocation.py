@@ -39,9 +39,15 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from flask import Flask, Response, current_app, jsonify
-from redis.cluster import RedisCluster
 
-from ._config import EXTENSION_KEY, RevocationSettings, Settings, argument_seconds, leeway_of
+from ._config import (
+    EXTENSION_KEY,
+    RevocationSettings,
+    Settings,
+    argument_seconds,
+    identity_claim,
+    leeway_of,
+)
 from ._connections import translated
 from ._errors import (
     EvictionPolicyError,
@@ -52,7 +58,7 @@ from ._errors import (
 from ._forking import renew_locks_after_fork
 from ._logs import RateLimitedLog
 from ._telemetry import RevocationSpan, refused, revoked_signal
-from ._topology import slot_tag, write_acknowledged
+from ._topology import Topology, write_acknowledged
 
 if TYPE_CHECKING:
     from ._near import NearCache
@@ -110,6 +116,7 @@ class Revocations:
         client: Any,
         settings: Settings,
         section: RevocationSettings,
+        topology: Topology,
         stats: Stats,
         near: NearCache | None = None,
     ) -> None:
@@ -123,7 +130,10 @@ class Revocations:
         self.wait_replicas = section.wait_replicas
         self.wait_timeout = section.wait_timeout
         self.near = near
-        self._cluster = settings.target.is_cluster
+        # Where keys of one identity must share a slot (Cluster), its keys
+        # carry it as a hash tag, and a jti is found only with its identity.
+        self._tagger = topology.key_tagger
+        self._config_replies = topology.config_replies
         self.prefix = revocation_prefix(settings.key_prefix)
         self._jti_prefix = f"{self.prefix}jti:"
         self._sub_prefix = f"{self.prefix}sub:"
@@ -136,19 +146,25 @@ class Revocations:
 
     # -- keys -----------------------------------------------------------
 
+    @property
+    def needs_identity(self) -> bool:
+        """Whether a revocation by jti needs the token's identity too (on
+        Redis Cluster, where it is stored next to the identity's marker)."""
+        return self._tagger is not None
+
     def _jti_key(self, jti: str, identity: object = None) -> str:
-        if self._cluster and identity is not None:
-            return f"{self.prefix}{_tag(_identity(identity))}:jti:{jti}"
+        if self._tagger is not None and identity is not None:
+            return f"{self.prefix}{_tag(self._tagger, _identity(identity))}:jti:{jti}"
         return self._jti_prefix + jti
 
     def _sub_key(self, identity: object) -> str:
         name = _identity(identity)
-        if self._cluster:
-            return f"{self.prefix}{_tag(name)}:sub:{name}"
+        if self._tagger is not None:
+            return f"{self.prefix}{_tag(self._tagger, name)}:sub:{name}"
         return self._sub_prefix + name
 
     def _bare_jti_key(self, jti: str, identity: object) -> str:
-        if self._cluster and identity is None:
+        if self._tagger is not None and identity is None:
             raise TokenError(
                 "On Redis Cluster a revocation by jti needs the token's identity too "
                 "(identity=...): the check reads the jti where the identity's marker is."
@@ -162,7 +178,7 @@ class Revocations:
         already expired beyond the leeway, or was already revoked: of
         concurrent calls for one token, exactly one gets True."""
         jti = _jti(payload)
-        identity = payload.get(_identity_claim()) if self._cluster else None
+        identity = payload.get(identity_claim(current_app.config)) if self.needs_identity else None
         exp = payload.get("exp")
         ttl_ms: int | None = None
         if exp is not None:
@@ -173,7 +189,7 @@ class Revocations:
                 return False
         written = self._write(self._jti_key(jti, identity), ttl_ms, only_new=True)
         if written:
-            revoked_signal(jti, payload.get(_identity_claim()), everywhere=False)
+            revoked_signal(jti, payload.get(identity_claim(current_app.config)), everywhere=False)
         return written
 
     def blocklist(
@@ -351,15 +367,7 @@ class Revocations:
         if self._settings.target.scheme == "memory":
             return None
         try:
-            if self._cluster:
-                # Every primary holds revocations: the first that may evict.
-                replies = self._client.execute_command(
-                    "CONFIG", "GET", "maxmemory-policy", target_nodes=RedisCluster.PRIMARIES
-                )
-                found = sorted({p for p in map(_policy, replies.values()) if p})
-                unsafe = [p for p in found if p not in _SAFE_POLICIES]
-                return (unsafe or found)[0] if found else None
-            reply = self._client.execute_command("CONFIG", "GET", "maxmemory-policy")
+            replies = self._config_replies(self._client, "maxmemory-policy")
         except redis.ResponseError as exc:
             # Only a refusal means "not allowed here"; BUSY and the like are
             # outages, answered as such, and the policy is read again later.
@@ -372,7 +380,10 @@ class Revocations:
                 "noeviction on the Redis that holds revocations."
             )
             return None
-        return _policy(reply)
+        # Every server that holds revocations counts: the first that may evict.
+        found = sorted({p for p in map(_policy, replies) if p})
+        unsafe = [p for p in found if p not in _SAFE_POLICIES]
+        return (unsafe or found)[0] if found else None
 
     # -- flask-jwt-extended ---------------------------------------------
 
@@ -388,7 +399,7 @@ class Revocations:
 
     def _check(self, jwt_payload: Mapping[str, Any]) -> bool:
         try:
-            return self.is_revoked(jwt_payload, _identity_claim())
+            return self.is_revoked(jwt_payload, identity_claim(current_app.config))
         except FogRedisError as exc:
             self._stats.count("redis_errors")
             if isinstance(exc, EvictionPolicyError) or not self.fail_open:
@@ -527,14 +538,16 @@ def _policy(reply: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _identity_claim() -> str:
-    return str(current_app.config.get("JWT_IDENTITY_CLAIM", "sub"))
-
-
 def _identity(identity: object) -> str:
     if identity is None:
         raise TokenError("identity must not be None.")
     return str(identity)
+
+
+def _tag(tagger: Callable[[str], str], name: str) -> str:
+    """The hash tag of an identity's keys. An empty tag (``{}``) would hash
+    each whole key apart, so the empty identity gets the tag that braces get."""
+    return tagger(name or "{}")
 
 
 def _session_start(payload: Mapping[str, Any]) -> float | None:
@@ -545,12 +558,6 @@ def _session_start(payload: Mapping[str, Any]) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return None
-
-
-def _tag(name: str) -> str:
-    """The hash tag of an identity's keys. An empty tag (``{}``) would hash
-    each whole key apart, so the empty identity gets the tag that braces get."""
-    return slot_tag(name or "{}")
 
 
 def unavailable_response(exc: RevocationUnavailableError) -> tuple[Response, int, dict[str, str]]:

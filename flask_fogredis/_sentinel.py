@@ -31,7 +31,7 @@ from redis.sentinel import (
 )
 
 from ._config import Settings
-from ._connections import FogConnection, FogSSLConnection, PoolQueue, _RetryConnect
+from ._connections import FogConnection, FogSSLConnection, PoolQueue, RetryConnect, node_options
 from ._probe import HealthProbe, PingResult
 
 # Before redis-py 7.0 BlockingConnectionPool.disconnect() takes no argument,
@@ -41,12 +41,12 @@ _DISCONNECT_TAKES_FLAG = (
 )
 
 
-class FogSentinelConnection(_RetryConnect, SentinelManagedConnection):
+class FogSentinelConnection(RetryConnect, SentinelManagedConnection):
     """A pooled connection to the current master; a refused connect is
     retried, asking the sentinels again each time."""
 
 
-class FogSentinelSSLConnection(_RetryConnect, SentinelManagedSSLConnection):
+class FogSentinelSSLConnection(RetryConnect, SentinelManagedSSLConnection):
     """:class:`FogSentinelConnection` over TLS."""
 
 
@@ -146,19 +146,18 @@ def master_connection_options(
     settings: Settings, options: dict[str, Any]
 ) -> tuple[type[AbstractConnection], dict[str, Any]]:
     """The class and options of a lone connection to the master (see
-    :func:`connections.connection_options`)."""
+    :func:`topology.connection_options`)."""
     options = _data_options(options)
     options.update(fog_sentinel=sentinel_manager(settings), fog_service=settings.target.service)
     return (MasterSSLConnection if settings.target.tls else MasterConnection), options
 
 
 def build_sentinel_pool(
-    settings: Settings,
-    options: dict[str, Any],
-    observe: Callable[[PoolQueue], None] | None,
+    settings: Settings, observe: Callable[[PoolQueue], None] | None
 ) -> SentinelBlockingPool:
-    """The blocking pool of connections to the master; it connects lazily."""
-    options = _data_options(options)
+    """The blocking pool of connections to the master; it connects lazily.
+    ``observe`` is told of every connection taken or returned."""
+    options = _data_options(node_options(settings)[1])
     return SentinelBlockingPool(
         settings.target.service,
         sentinel_manager(settings),

@@ -8,6 +8,7 @@ import atexit
 import logging
 import weakref
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
@@ -27,7 +28,14 @@ from ._probe import HealthProbe
 from ._revocation import Revocations, revocation_prefix
 from ._stats import Stats
 from ._telemetry import attach_metrics, tracer
-from ._topology import build_client, build_probe, key_clearer, master_source
+from ._topology import (
+    Topology,
+    build_client,
+    build_probe,
+    master_source,
+    single_connection,
+    topology_of,
+)
 
 logger = logging.getLogger("flask_fogredis")
 
@@ -51,6 +59,7 @@ class AppState:
     def __init__(
         self,
         config: AppConfig,
+        topology: Topology,
         stats: Stats,
         pool: Any,
         client: Any,
@@ -63,6 +72,7 @@ class AppState:
         self.config = config
         self.settings = config.connection
         self.endpoints = config.endpoints
+        self.topology = topology
         self.stats = stats
         # Typed as for one Redis: for Cluster they are a RedisCluster and its
         # pools seen as one (ClusterPools), with the same commands and stats.
@@ -92,7 +102,7 @@ class AppState:
         health checks: a clean start for the next test."""
         pattern = glob_escape(self.settings.key_prefix) + ":*"
         with translated(self.settings):
-            key_clearer(self.settings)(self.client, pattern, None)
+            self.topology.clear_matching(self.client, pattern, None)
         if self.cache_redis is not None:
             self.cache.clear_matching(pattern)
             self.cache_redis.probe.forget()
@@ -156,9 +166,12 @@ def build_state(config: AppConfig) -> AppState:
             cache_near = _near_cache(
                 config.near, cache_redis.settings, cache_pool, [cache_prefix(key_prefix)], stats
             )
-    revocations = Revocations(client, settings, config.revocation, stats, near)
+    topology = topology_of(settings)
+    revocations = Revocations(client, settings, config.revocation, topology, stats, near)
     cache = Cache(cache_client, config.cache, key_prefix=key_prefix, stats=stats, near=cache_near)
-    state = AppState(config, stats, pool, client, probe, revocations, cache, cache_redis, near)
+    state = AppState(
+        config, topology, stats, pool, client, probe, revocations, cache, cache_redis, near
+    )
     # Decided once: with no OpenTelemetry provider, the features see None.
     state.tracer = revocations.tracer = cache.tracer = tracer()
     pools = [(prefix, pool)] + ([(cache_redis.settings.prefix, cache_pool)] if cache_redis else [])
@@ -197,6 +210,7 @@ def _near_cache(
         max_bytes=section.max_bytes,
         on_event=stats.count,
         master=master_source(pool),
+        connect=partial(single_connection, settings),
     )
 
 

@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response
 
 from . import signals
 from ._errors import RedisUnavailableError
+from ._version import __version__
 
 if TYPE_CHECKING:
     from blinker import NamedSignal
@@ -53,8 +54,6 @@ def tracer() -> Any | None:
     provider = otel_trace.get_tracer_provider()
     if isinstance(provider, (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)):
         return None
-    from . import __version__
-
     return provider.get_tracer(SCOPE, __version__)
 
 
@@ -285,8 +284,6 @@ def otel_metrics_now() -> OtelMetrics | None:
         return None
     with _metrics_lock:
         if _metrics is None:
-            from . import __version__
-
             _metrics = OtelMetrics(provider.get_meter(SCOPE, __version__))
     return _metrics
 

@@ -1,16 +1,28 @@
-"""What differs between one Redis, Sentinel and Cluster, in one place: the
-client and its pools, the health probe, hash slots, and writes that wait for
-replicas."""
+"""What differs between one Redis, Sentinel and Cluster, decided here and
+nowhere else: the client and its pools, single connections, the health
+probe, where keys live (hash slots), clearing a pattern, reading a server
+setting, and writes that wait for replicas. The parts built on a Redis get
+a :class:`Topology` (or a function from here) and never ask which kind it
+is."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
+from redis.connection import AbstractConnection
 
-from ._cluster import ClusterProbe, build_cluster, clear_matching, write_and_wait
+from ._cluster import (
+    ClusterProbe,
+    build_cluster,
+    clear_matching,
+    config_of_primaries,
+    write_and_wait,
+)
 from ._config import Settings
 from ._connections import (
     BeforeUnlink,
@@ -21,8 +33,61 @@ from ._connections import (
     unlink_matching,
 )
 from ._errors import RedisUnavailableError
+from ._forking import renew_locks_after_fork
 from ._probe import HealthProbe
-from ._sentinel import SentinelBlockingPool, SentinelProbe
+from ._sentinel import (
+    SentinelBlockingPool,
+    SentinelProbe,
+    build_sentinel_pool,
+    master_connection_options,
+)
+from ._undecoded import UndecodedRedis
+
+# Deletes the keys matching a pattern; returns how many (see key_clearer).
+KeyClearer = Callable[[Any, str, "BeforeUnlink | None"], int]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """What the parts built on one Redis need to know of its topology,
+    chosen once by :func:`topology_of`."""
+
+    # Keys of one command may live on different nodes (Cluster): a
+    # multi-key command (MGET, DEL of several keys) must go key by key.
+    multi_key_commands_span_nodes: bool
+    # Makes a name a hash tag, so that the keys holding it share a slot;
+    # None where every key is on one server anyway.
+    key_tagger: Callable[[str], str] | None
+    # Deletes the keys matching a pattern on every server that holds keys.
+    clear_matching: KeyClearer
+    # ``CONFIG GET name``'s reply from every server that holds keys.
+    config_replies: Callable[[Any, str], list[Any]]
+    # A client over the same pool that returns bytes; None where redis-py
+    # parses replies in a client per node (Cluster).
+    undecoded: Callable[[Any], redis.Redis] | None
+
+
+def topology_of(settings: Settings) -> Topology:
+    """The :class:`Topology` of the Redis in ``settings``."""
+    if settings.target.is_cluster:
+        return Topology(
+            multi_key_commands_span_nodes=True,
+            key_tagger=slot_tag,
+            clear_matching=clear_matching,
+            config_replies=config_of_primaries,
+            undecoded=None,
+        )
+    return Topology(
+        multi_key_commands_span_nodes=False,
+        key_tagger=None,
+        clear_matching=unlink_matching,
+        config_replies=_config_of_server,
+        undecoded=UndecodedRedis,
+    )
+
+
+def _config_of_server(client: Any, name: str) -> list[Any]:
+    return [client.execute_command("CONFIG", "GET", name)]
 
 
 def build_client(
@@ -33,18 +98,61 @@ def build_client(
     if settings.target.is_cluster:
         connection_class, options = node_options(settings)
         return build_cluster(settings, connection_class, options, observe)
-    pool = build_pool(settings, observe)
+    pool = (
+        build_sentinel_pool(settings, observe)
+        if settings.target.is_sentinel
+        else build_pool(settings, observe)
+    )
+    # The lock redis-py takes to reset the pool in a forked child: one made
+    # before gevent patched the worker lets every greenlet in at once (an
+    # OS RLock) or blocks them all (an OS Lock, before redis-py 6).
+    renew_locks_after_fork(pool, "_fork_lock")
     return pool, redis.Redis(connection_pool=pool)
+
+
+def connection_options(settings: Settings) -> tuple[type[AbstractConnection], dict[str, Any]]:
+    """The connection class and its keyword arguments for ``settings``: for
+    Sentinel, a connection that asks the sentinels for the master whenever it
+    connects; for Cluster, one to the first listed node."""
+    connection_class, options = node_options(settings)
+    target = settings.target
+    if target.is_sentinel:
+        return master_connection_options(settings, options)
+    if target.is_cluster:
+        options.pop("db", None)
+        options["host"], options["port"] = target.nodes[0]
+    return connection_class, options
+
+
+def single_connection(
+    settings: Settings, address: tuple[str, int] | None = None, **overrides: Any
+) -> AbstractConnection:
+    """One connection outside any pool (a health probe's, a near cache's
+    channel, a startup check), not yet open: to ``address`` when given, else
+    as :func:`connection_options` says. It does not retry a refused connect
+    and runs no health check of redis-py's: its owner has its own schedule.
+    ``overrides`` replace options (timeouts, protocol)."""
+    if address is None:
+        connection_class, options = connection_options(settings)
+    else:
+        connection_class, options = node_options(settings)
+        options["host"], options["port"] = address
+    options.pop("fog_retry_attempts", None)
+    options.pop("fog_retry_backoff", None)
+    options.update(health_check_interval=0)
+    options.update(overrides)
+    return connection_class(**options)
 
 
 def build_probe(settings: Settings, pool: Any, client: Any, **options: Any) -> HealthProbe:
     """The health probe that suits the target (see :class:`HealthProbe`)."""
     timeout = settings.health_timeout
+    connect = partial(single_connection, settings)
     if settings.target.is_cluster:
-        return ClusterProbe(settings, pool, timeout, client=client, **options)
+        return ClusterProbe(settings, pool, timeout, connect, client=client, **options)
     if settings.target.is_sentinel:
-        return SentinelProbe(settings, pool, timeout, **options)
-    return HealthProbe(settings, pool, timeout, **options)
+        return SentinelProbe(settings, pool, timeout, connect, **options)
+    return HealthProbe(settings, pool, timeout, connect, **options)
 
 
 def topology_details(probe: HealthProbe) -> dict[str, Any]:
@@ -59,10 +167,10 @@ def master_source(pool: Any) -> SentinelBlockingPool | None:
     return pool if isinstance(pool, SentinelBlockingPool) else None
 
 
-def key_clearer(settings: Settings) -> Callable[[Any, str, BeforeUnlink | None], int]:
+def key_clearer(settings: Settings) -> KeyClearer:
     """How to delete the keys matching a pattern on the target: on every
     primary of a cluster, else on its one server."""
-    return clear_matching if settings.target.is_cluster else unlink_matching
+    return topology_of(settings).clear_matching
 
 
 def slot_tag(name: str) -> str:

@@ -274,7 +274,3 @@ def warm(urls: tuple[str, ...]) -> None:
     failed = [url for url, status in results.items() if status != 200]
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(results)} URLs did not answer 200.")
-
-
-# Commands kept in modules of their own register on the group when imported.
-from . import _import_revocations  # noqa: E402, F401

@@ -27,6 +27,23 @@ def test_ttl_is_the_word_and_the_older_keywords_still_work() -> None:
             fog.expire("a", ttl=0)
 
 
+@pytest.mark.parametrize("bad", ["60", 0.5, 0, -1, float("nan"), float("inf"), True])
+def test_every_ttl_argument_is_checked_by_one_rule(bad: object) -> None:
+    """Keys, revocations and cache entries take a ttl the same way: a number
+    of seconds or a timedelta, never text (only configuration keys are)."""
+    with testing.app_context() as (_, fog):
+        whole = "ttl must be a number of seconds >= 1"
+        with pytest.raises(InvalidArgumentError, match=whole):
+            fog.set("a", "1", ttl=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError, match=whole):
+            fog.expire("a", ttl=bad)  # type: ignore[arg-type]
+        if bad != 0.5:
+            with pytest.raises(InvalidArgumentError, match="ttl must be a number of seconds > 0"):
+                fog.blocklist_token("j", ttl=bad)  # type: ignore[arg-type]
+            with pytest.raises(InvalidArgumentError, match="ttl must be a number of seconds > 0"):
+                fog.cache_set("n", "k", "v", ttl=bad)  # type: ignore[arg-type]
+
+
 def test_blocklist_is_the_word_and_blacklist_still_works() -> None:
     with testing.app_context() as (_, fog):
         fog.blocklist_token("one", ttl=60)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from flask_fogredis import _near as near_module
 from flask_fogredis._config import read_settings
 from flask_fogredis._near import NearCache
+from flask_fogredis._topology import single_connection
 
 from .servers import RedisServer
 
@@ -30,7 +32,14 @@ def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> float:
 @pytest.fixture
 def near(redis_server: RedisServer) -> Iterator[NearCache]:
     settings = read_settings({"REDIS_URL": redis_server.url}, "REDIS")
-    cache = NearCache(settings, ["fog:"], max_entries=1000, max_bytes=1 << 20, ping_interval=0.2)
+    cache = NearCache(
+        settings,
+        ["fog:"],
+        max_entries=1000,
+        max_bytes=1 << 20,
+        ping_interval=0.2,
+        connect=partial(single_connection, settings),
+    )
     cache.lookup(["fog:warmup"])  # starts the listener
     wait_for(lambda: cache.healthy)
     yield cache
@@ -170,7 +179,14 @@ def test_waiters_are_bounded_in_count(near: NearCache) -> None:
 
 def test_memory_store_cannot_track() -> None:
     settings = read_settings({"REDIS_URL": "memory://"}, "REDIS")
-    cache = NearCache(settings, ["fog:"], 10, 10_000, ping_interval=0.1)
+    cache = NearCache(
+        settings,
+        ["fog:"],
+        10,
+        10_000,
+        ping_interval=0.1,
+        connect=partial(single_connection, settings),
+    )
     try:
         cache.lookup(["fog:a"])
         time.sleep(0.3)

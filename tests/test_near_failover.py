@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from flask_jwt_extended import create_access_token
 from flask_fogredis import FogRedis
 from flask_fogredis._config import read_settings
 from flask_fogredis._near import Address, NearCache
+from flask_fogredis._topology import single_connection
 
 from .conftest import ServerFactory
 from .jwt_helpers import bearer, jwt_app
@@ -63,7 +65,15 @@ def _following(redis_factory: ServerFactory) -> tuple[NearCache, _Pool, Address,
     settings = read_settings(
         {"REDIS_URL": first.url, "REDIS_SENTINEL_CHECK_INTERVAL": 0.2}, "REDIS"
     )
-    near = NearCache(settings, ["fog:"], 1000, 1 << 20, ping_interval=0.2, master=pool)
+    near = NearCache(
+        settings,
+        ["fog:"],
+        1000,
+        1 << 20,
+        ping_interval=0.2,
+        master=pool,
+        connect=partial(single_connection, settings),
+    )
     near.lookup(["fog:warmup"])  # starts the listener
     wait_for(lambda: near.healthy, 5, "the near cache")
     assert near.listening_to == one

@@ -30,6 +30,7 @@ from redis.crc import key_slot
 
 from flask_fogredis import FogRedis, RevocationUnavailableError, TokenError
 from flask_fogredis import _revocation as revocation
+from flask_fogredis._topology import slot_tag
 
 from .conftest import make_app
 from .jwt_helpers import SECRET_KEY, add_views, bearer, jwt_app
@@ -231,7 +232,7 @@ def test_an_empty_identity_keeps_its_keys_in_one_cluster_slot() -> None:
     app, fog, _ = jwt_app()
     with app.app_context():
         revocations = fog.state().revocations
-        revocations._cluster = True
+        revocations._tagger = slot_tag
         for identity in ("", "alice", "{x}"):
             jti_key = revocations._jti_key("j1", identity)
             sub_key = revocations._sub_key(identity)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 
 from flask_fogredis import ConfigurationError, FogRedis
-from flask_fogredis._config import parse_url, read_settings
-from flask_fogredis._connections import connection_options
-from flask_fogredis._near import NearCache
+from flask_fogredis._config import parse_url, read_config, read_settings
 from flask_fogredis._sentinel import MasterConnection, MasterSSLConnection, sentinel_manager
+from flask_fogredis._topology import connection_options
 
 from .conftest import make_app
 
@@ -148,10 +147,19 @@ def test_no_password_warning_covers_sentinel_and_cluster(caplog: pytest.LogCaptu
     assert len(warned) == 2
 
 
-def test_the_near_cache_is_refused_on_cluster() -> None:
-    settings = read_settings({"REDIS_URL": "redis+cluster://h1,h2"}, "REDIS")
-    with pytest.raises(ConfigurationError, match="REDIS_URL is a Redis Cluster"):
-        NearCache(settings, ["fog:"], max_entries=10, max_bytes=1000)
+@pytest.mark.parametrize(
+    ("urls", "key"),
+    [
+        ({"REDIS_URL": "redis+cluster://h1,h2"}, "REDIS_URL"),
+        (
+            {"REDIS_URL": "redis://h1", "REDIS_CACHE_URL": "redis+cluster://h1,h2"},
+            "REDIS_CACHE_URL",
+        ),
+    ],
+)
+def test_the_near_cache_is_refused_on_cluster(urls: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"{key} is a Redis Cluster"):
+        read_config({**urls, "REDIS_NEAR_CACHE": True}, "REDIS", first=True)
 
 
 @pytest.mark.parametrize("identity", ["alice", "}x", "{", "a{b}c", "{}", "7"])

@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -38,16 +38,14 @@ from flask_caching.backends.base import BaseCache
 from redis.client import NEVER_DECODE
 from werkzeug.exceptions import HTTPException, default_exceptions
 
+from .._cache import glob_escape
 from .._errors import CacheValueError
 from . import app_state
 
 logger = logging.getLogger("flask_fogredis")
 
 NAMESPACE = "flask_caching"
-_SCAN_COUNT = 1000
-_UNLINK_BATCH = 500
 _LOG_INTERVAL = 30.0
-_GLOB_SPECIAL = frozenset("*?[]\\")
 # Errors that mean "Redis did not serve this": the cache then fails open.
 _REDIS_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException)
 
@@ -138,10 +136,6 @@ def decode(blob: bytes, response_class: type[Response] = Response) -> Any:
     return int(blob)
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
-
-
 class FogRedisCache(BaseCache):
     """Flask-Caching's cache on the app's FogRedis client.
 
@@ -168,7 +162,9 @@ class FogRedisCache(BaseCache):
         state = app_state(app, config_prefix)
         self._client = state.client
         self._stats = state.stats
-        self._cluster = state.settings.target.is_cluster
+        # Keys may be on different nodes: one command per key.
+        self._key_by_key = state.topology.multi_key_commands_span_nodes
+        self._clear = state.topology.clear_matching
         self.key_prefix = f"{state.settings.key_prefix}:{NAMESPACE}:{key_prefix}"
         self._response_class: type[Response] = app.response_class
         self._log_lock = threading.Lock()
@@ -234,7 +230,7 @@ class FogRedisCache(BaseCache):
         if not keys:
             return []
         try:
-            if self._cluster:
+            if self._key_by_key:
                 blobs = [self._run("GET", self._key(key)) for key in keys]
             else:
                 blobs = self._run("MGET", *(self._key(key) for key in keys))
@@ -269,7 +265,7 @@ class FogRedisCache(BaseCache):
         blobs = {key: encode(value) for key, value in mapping.items()}
         expiry = self._expiry(timeout)
         try:
-            if self._cluster:
+            if self._key_by_key:
                 for key, blob in blobs.items():
                     self._run("SET", self._key(key), blob, *expiry)
             else:
@@ -297,7 +293,7 @@ class FogRedisCache(BaseCache):
         if not keys:
             return []
         try:
-            if self._cluster:
+            if self._key_by_key:
                 for key in keys:
                     self._run("UNLINK", self._key(key))
             else:
@@ -319,29 +315,14 @@ class FogRedisCache(BaseCache):
 
     def clear(self) -> bool:
         """Delete this cache's keys (its prefix only) with SCAN and UNLINK in
-        batches, never KEYS or FLUSHDB; False when Redis fails."""
-        pattern = _glob_escape(self.key_prefix) + "*"
+        batches, never KEYS or FLUSHDB (on every primary of a cluster);
+        False when Redis fails."""
         try:
-            for batch in self._batches(pattern):
-                if self._cluster:
-                    for name in batch:
-                        self._run("UNLINK", name)
-                else:
-                    self._run("UNLINK", *batch)
+            self._clear(self._client, glob_escape(self.key_prefix) + "*", None)
         except _REDIS_ERRORS as exc:
             self._failed(exc)
             return False
         return True
-
-    def _batches(self, pattern: str) -> Iterator[list[Any]]:
-        batch: list[Any] = []
-        for name in self._client.scan_iter(match=pattern, count=_SCAN_COUNT):
-            batch.append(name)
-            if len(batch) >= _UNLINK_BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
 
     def inc(self, key: str, delta: int = 1) -> int | None:
         """Add ``delta`` to an int value (a missing one counts as 0); None
