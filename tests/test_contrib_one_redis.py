@@ -5,6 +5,7 @@ Flask-Limiter (tests/apps/one_redis_app.py)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,10 +52,12 @@ def _concurrently(server: Gunicorn, path: str, count: int) -> list[tuple[int, st
 
 def test_the_limit_holds_across_both_workers(served: Gunicorn) -> None:
     answers: list[tuple[int, str]] = []
-    for _ in range(10):  # until both workers have answered
+    # Until both workers have answered: on a loaded machine one worker may
+    # accept whole batches.
+    deadline = time.monotonic() + 60
+    while len({worker for _, worker in answers}) < 2 and time.monotonic() < deadline:
         answers += _concurrently(served, "/limited", 16)
-        if len({worker for _, worker in answers}) == 2:
-            break
+        time.sleep(0.05)
     assert len({worker for _, worker in answers}) == 2
     statuses = [status for status, _ in answers]
     # Two separate counters (one per worker) would let up to 10 through.
