@@ -18,12 +18,13 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, Union, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis
@@ -51,7 +52,8 @@ logger = logging.getLogger("flask_fogredis")
 
 View = TypeVar("View", bound=Callable[..., Any])
 T = TypeVar("T")
-Ttl = float | timedelta | Callable[[Response], float | timedelta] | None
+# Union, not |: type aliases are evaluated at import, and Python 3.9 has no |.
+Ttl = Union[float, timedelta, Callable[[Response], Union[float, timedelta]], None]
 
 # Set on requests made by cache_warm: compute and store even on a hit.
 # WSGI environ keys from HTTP headers all start with HTTP_, so no client can
@@ -641,6 +643,11 @@ def _read_policy(settings: Settings) -> str | None:
     """maxmemory-policy of the Redis in ``settings``, or None when it cannot
     be read within the budget."""
     budget = min(_POLICY_CHECK_BUDGET, settings.connect_timeout, settings.socket_timeout)
+    socket_path = settings.target.connection.get("path")
+    if socket_path is not None and not os.path.exists(socket_path):
+        # Nothing listens there (and redis-py before 5.1 leaks the socket of
+        # a failed Unix connect).
+        return None
     connection = single_connection(settings, socket_connect_timeout=budget, socket_timeout=budget)
     try:
         # INFO, not CONFIG GET: managed Redis services often disable CONFIG.

@@ -925,6 +925,10 @@ def _settings(values: Mapping[str, Any], prefix: str) -> Settings:
             if values[name] is not None:
                 tls[name.lower()] = values[name]
         target.connection.update({n: v for n, v in tls.items() if n not in target.connection})
+        if target.connection["ssl_cert_reqs"] == "none":
+            # No certificate, no name to check: ssl refuses the pair, at the
+            # first connect and only on some redis-py versions.
+            target.connection["ssl_check_hostname"] = False
     elif target.scheme != "memory":
         # Certificate files given for a URL without TLS: the connection would
         # be plaintext while the config says otherwise.

@@ -265,3 +265,13 @@ def test_the_blocklist_default_depends_on_being_the_app_s_first() -> None:
     FogRedis(app, config_prefix="OTHER")
     assert app.config["REDIS_JWT_BLOCKLIST"] is True
     assert app.config["OTHER_JWT_BLOCKLIST"] is False
+
+
+def test_no_certificate_check_means_no_hostname_check() -> None:
+    """ssl refuses CERT_NONE with hostname checking on; redis-py 5.0 passes
+    the pair through and fails at the first connect."""
+    app = make_app(REDIS_URL="rediss://127.0.0.1:6379/0?ssl_cert_reqs=none")
+    fog = FogRedis(app)
+    with app.app_context():
+        kwargs = fog.pool.connection_kwargs
+    assert (kwargs["ssl_cert_reqs"], kwargs["ssl_check_hostname"]) == ("none", False)

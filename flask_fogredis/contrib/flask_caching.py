@@ -156,9 +156,10 @@ class FogRedisCache(BaseCache):
         default_timeout: int = 300,
         ignore_delete_many_errors: bool = False,
     ) -> None:
-        super().__init__(
-            default_timeout=default_timeout, ignore_delete_many_errors=ignore_delete_many_errors
-        )
+        # Flask-Caching before 2.4 (the last for Python 3.9) takes only the
+        # timeout; the flag is an attribute in every version.
+        super().__init__(default_timeout=default_timeout)
+        self.ignore_delete_many_errors = ignore_delete_many_errors
         state = app_state(app, config_prefix)
         self._client = state.client
         self._stats = state.stats
