@@ -2,7 +2,7 @@
 # in debug mode: known demo credentials and a random JWT key, on loopback only.
 # `make test`: installs everything, then lint, types, the docs and the whole test suite.
 # `make docs`: the documentation site, warnings as errors, into docs/_build/html.
-# `make peer-tests`: the peers' own test suites (flask-jwt-extended, Flask-Caching) on FogRedis.
+# `make peer-tests`: the peers' own test suites (flask-jwt-extended, Flask-Caching, limits) on FogRedis.
 # `make bench`: measures us against the peers (README, "Benchmarks"), in a venv of its own.
 # `make test-matrix`: the suite on the other supported Python and redis-py versions.
 # `make soak`: the chaos soak (docs/reliability.md): SOAK_SECONDS (600), SOAK_WORKER
@@ -54,7 +54,7 @@ pytest:
 	$(BIN)/python -m pytest --cov --cov-report=term
 
 # flask-jwt-extended's suite (FogRedis before and after its JWTManager) and
-# Flask-Caching's (on FogRedisCache), from their sdists.
+# Flask-Caching's (on FogRedisCache) and limits' (on FogRedis's pool), from their sdists.
 peer-tests: install
 	./scripts/peer-tests
 

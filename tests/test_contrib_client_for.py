@@ -15,7 +15,7 @@ from flask_fogredis import ConfigurationError, FogRedis, NotInitializedError
 
 from .conftest import make_app
 from .servers import RedisServer
-from .topologies import SentinelSet
+from .topologies import ClusterSet, SentinelSet
 
 
 def _app(url: str, **config: object) -> tuple[Flask, FogRedis]:
@@ -158,3 +158,35 @@ def test_flask_session_on_sentinel(sentinels: SentinelSet) -> None:
     _round_trip(_session_app(app, fog))
     assert isinstance(fog.client_for(app, decode=False), redis.Redis)
     assert len(sentinels.server_at(sentinels.master_address()[1]).admin().keys("session:*")) == 1
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[ClusterSet]:
+    found = ClusterSet(tmp_path)
+    try:
+        yield found.start()
+    finally:
+        found.stop()
+
+
+def test_flask_session_on_cluster_needs_its_client_set_after_it(cluster: ClusterSet) -> None:
+    """Flask-Session 0.8 takes only a ``redis.Redis`` as SESSION_REDIS: a
+    cluster client is replaced, with a warning, by ``Redis()`` on
+    localhost:6379. Set on its session interface afterwards, the cluster
+    client serves it: it sends GET, SET and DEL of one key each, which the
+    cluster routes to the key's primary."""
+    app, fog = _app(cluster.url(), REDIS_DECODE_RESPONSES=False)
+    client = fog.client_for(app, decode=False)
+    assert isinstance(client, redis.RedisCluster)
+    with pytest.warns(RuntimeWarning, match="No valid Redis instance"):
+        _session_app(app, fog)
+    assert app.session_interface.client is not client
+
+    app.session_interface.client = client
+    _round_trip(app)
+    # A primary and its replica hold it.
+    keys = {key for node in cluster.nodes for key in node.admin().keys("session:*")}
+    assert len(keys) == 1
+    (key,) = keys
+    assert cluster.primary_of(key).admin().exists(key) == 1
+    assert app.test_client().get("/me").get_json() == {"user": None, "blob": 0}
