@@ -122,8 +122,11 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if self.admin().ping():
-                    return
+                # Closed at once: a connection left to the garbage collector
+                # would show up in the CLIENT LIST of the test that follows.
+                with self.admin() as client:
+                    if client.ping():
+                        return
             except redis.BusyLoadingError:
                 pass
             except redis.ConnectionError:

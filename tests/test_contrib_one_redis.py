@@ -96,5 +96,5 @@ def test_every_library_runs_on_the_one_pool_per_worker(
     print(f"CLIENT LIST: {len(clients)} app connections, {len(named)} named {CLIENT_NAME!r}")
     # No library opened a pool of its own (its connections would be unnamed),
     # and the two workers' pools stay within their size.
-    assert clients and len(named) == len(clients), clients
+    assert clients and len(named) == len(clients), [c for c in clients if c not in named]
     assert len(named) <= 2 * POOL_SIZE
