@@ -100,7 +100,7 @@ class NearCache:
         prefixes: Sequence[str],
         max_entries: int,
         max_bytes: int,
-        ping_interval: float = 1.0,
+        ping_interval: float = 0.25,
         on_event: Callable[[str, int], None] | None = None,
         master: MasterSource | None = None,
         *,
@@ -119,6 +119,11 @@ class NearCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._ping_interval = ping_interval
+        # Answers come from memory only while the channel was heard from this
+        # recently: a listener that cannot keep up (a starved thread or
+        # greenlet) may have invalidations unread, and its PONGs stop too.
+        self._silence_limit = 3 * ping_interval
+        self._heard = 0.0
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
         reset_after_fork(self, NearCache._forget_listener)
@@ -150,7 +155,7 @@ class NearCache:
         if master is not None and master.master_address != self._address:
             return None  # the pool writes where the channel does not listen
         with self._lock:
-            if not self._healthy:
+            if not self._healthy or time.monotonic() - self._heard > self._silence_limit:
                 return None
             values = []
             for key in keys:
@@ -176,7 +181,7 @@ class NearCache:
         if self._diverged():
             return None
         with self._lock:
-            if not self._healthy:
+            if not self._healthy or time.monotonic() - self._heard > self._silence_limit:
                 return None
             pending = _Pending(self._epoch, tuple(keys))
             for key in pending.keys:
@@ -422,6 +427,7 @@ class NearCache:
         if stop is not self._stop:
             return
         self._address = address
+        self._heard = time.monotonic()
         self._flush(True)
         self._said_down = False
         # A PING every interval proves the channel is alive and not behind:
@@ -454,5 +460,6 @@ class NearCache:
                 self._invalidate(message[2])
             elif kind in (b"pong", "pong"):
                 ping_sent, last_pong = None, time.monotonic()
+                self._heard = last_pong
                 with self._lock:
                     self._prune_waiters(last_pong, _WAITER_LIMIT)

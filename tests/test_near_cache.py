@@ -64,6 +64,26 @@ def test_answers_from_memory_until_redis_says_otherwise(
     wait_for(lambda: near.lookup(["fog:absent"]) is None)
 
 
+def test_a_listener_that_falls_behind_stops_answers_from_memory(
+    near: NearCache, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A starved listener (a busy gevent worker, an overloaded machine) has
+    invalidations unread: once it has not been heard from for three PING
+    intervals, nothing is answered from memory, stale or not."""
+    remember(near, "fog:a", b"1")
+    assert near.lookup(["fog:a"]) == [b"1"]
+    processing = near._invalidate
+
+    def stuck(keys: Any) -> None:
+        time.sleep(3)
+        processing(keys)
+
+    monkeypatch.setattr(near, "_invalidate", stuck)
+    redis_server.admin().set("fog:a", "2")
+    # The invalidation is on its way but unread: three intervals of 0.2 s.
+    assert wait_for(lambda: near.lookup(["fog:a"]) is None, timeout=1.5) < 1.5
+
+
 def test_keys_outside_the_prefixes_are_not_tracked(
     near: NearCache, redis_server: RedisServer
 ) -> None:
