@@ -843,19 +843,29 @@ def _answer(entry: _Entry, req: Request, state: str) -> Response:
     meta = entry.meta
     # Age and X-Cache are never stored (_NOT_STORED), so they can go in with
     # the rest: one pass over the headers instead of a search per header set.
-    # A new list: the entry may be the near cache's, shared by every hit.
-    headers = [
-        *meta["h"],
-        ("Age", str(max(0, int(time.time() - meta["t"])))),
-        ("X-Cache", state),
-    ]
+    extra = (("Age", str(max(0, int(time.time() - meta["t"])))), ("X-Cache", state))
     condition = req.environ.get("HTTP_IF_NONE_MATCH")
     if condition and "e" in meta and _etag_matches(condition, meta["e"]):
-        kept = [(k, v) for k, v in headers if k.lower() not in _NOT_IN_304]
-        response = current_app.response_class(status=304, headers=_checked(kept))
-        response.headers.remove("Content-Type")
+        kept = [(k, v) for k, v in meta["h"] if k.lower() not in _NOT_IN_304]
+        response = current_app.response_class(status=304)
+        # In place of the default Content-Type the constructor set: a 304
+        # has none (and no body to describe).
+        response.headers = _checked([*kept, *extra])
         return response
-    return current_app.response_class(entry.body, status=meta["s"], headers=_checked(headers))
+    # A new list: the entry may be the near cache's, shared by every hit.
+    headers = _checked([*meta["h"], *extra])
+    return current_app.response_class(entry.body, status=meta["s"], headers=headers)
+
+
+def _etag_matches(condition: str, etag: str) -> bool:
+    """Whether an ``If-None-Match`` value names ``etag`` (RFC 9110 13.1.2:
+    weak comparison, ``*`` matches any)."""
+    if condition == etag:
+        return True  # what a browser sends back: the ETag as it was given
+    if condition.strip() == "*":
+        return True
+    ours = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == ours for tag in condition.split(","))
 
 
 def _checked(items: list[tuple[str, str]]) -> Headers:
@@ -864,15 +874,6 @@ def _checked(items: list[tuple[str, str]]) -> Headers:
     headers = Headers()
     headers._list = items
     return headers
-
-
-def _etag_matches(condition: str, etag: str) -> bool:
-    """Whether an ``If-None-Match`` value names ``etag`` (RFC 9110 13.1.2:
-    weak comparison, ``*`` matches any)."""
-    if condition.strip() == "*":
-        return True
-    ours = etag.removeprefix("W/")
-    return any(tag.strip().removeprefix("W/") == ours for tag in condition.split(","))
 
 
 def _canonical(pairs: Iterable[tuple[str, str]]) -> str:
