@@ -175,7 +175,11 @@ def near_memory() -> Flask:
         value = b"x" * size
         near = fog.state().cache.near
         assert near is not None
-        remember = fog.memoize(f"near-{size}", ttl=3600)(lambda n: value)
+
+        @fog.memoize(f"near-{size}", ttl=3600)
+        def remember(n: int) -> bytes:
+            return value
+
         near.flush()
         gc.collect()
         before = _rss_bytes()
