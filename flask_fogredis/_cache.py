@@ -819,11 +819,32 @@ class _Entry(NamedTuple):
         return until is None or time.time() < until
 
 
+# Blobs read from Redis and what they parsed to: a hot entry is read again
+# and again with the same bytes, and its JSON need not be parsed each time.
+# Pure (the bytes decide the entry), so shared by every app; small blobs
+# only, and emptied when full, so it stays under _RECENT_SIZE * _RECENT_BLOB.
+_recent: dict[bytes, _Entry] = {}
+_RECENT_SIZE = 64
+_RECENT_BLOB = 16 * 1024
+
+
 def _parse_entry(found: bytes | _Entry, local: bool) -> _Entry | None:
     """The response stored in ``found`` (a blob, or a near-cache copy parsed
     before). A ``local`` (near-cache) copy past its expiry gives None:
     Redis's own expiry notice may still be on its way."""
-    entry = found if isinstance(found, _Entry) else _entry(found, near=local)
+    if isinstance(found, _Entry):
+        entry = found
+    elif local:
+        entry = _entry(found, near=True)
+    else:
+        known = _recent.get(found) if len(found) <= _RECENT_BLOB else None
+        if known is not None:
+            return known
+        entry = _entry(found)
+        if len(found) <= _RECENT_BLOB:
+            if len(_recent) >= _RECENT_SIZE:
+                _recent.clear()
+            _recent[found] = entry
     if local and time.time() >= entry.meta.get("x", 0):
         return None
     return entry
