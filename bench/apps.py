@@ -146,6 +146,65 @@ def health() -> Flask:
     return app
 
 
+NEAR_FILL_PATH = "/near-fill"
+
+
+def _rss_bytes() -> int:
+    """This process's resident set size (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def near_memory() -> Flask:
+    """The near cache at its default bounds: ``/near-fill?count=&size=``
+    fills this worker's near cache with ``count`` memoized values of
+    ``size`` bytes and reports its resident size before and after."""
+    import gc
+
+    from flask import request
+
+    from flask_fogredis import FogRedis
+
+    app = Flask(__name__)
+    app.config.update(REDIS_URL=os.environ["REDIS_URL"], REDIS_NEAR_CACHE=True)
+    fog = FogRedis(app)
+
+    def fill() -> Response:
+        count = int(request.args["count"])
+        size = int(request.args["size"])
+        value = b"x" * size
+        near = fog.state().cache.near
+        assert near is not None
+
+        @fog.memoize(f"near-{size}", ttl=3600)
+        def remember(n: int) -> bytes:
+            return value
+
+        near.flush()
+        gc.collect()
+        before = _rss_bytes()
+        for _ in range(3):  # stores, then reads into memory, then hits
+            for n in range(count):
+                remember(n)
+        gc.collect()
+        after = _rss_bytes()
+        stats = near.stats()
+        near.flush()
+        gc.collect()
+        return jsonify(
+            before=before,
+            after=after,
+            flushed=_rss_bytes(),
+            entries=stats["entries"],
+            bytes=stats["bytes"],
+            max_entries=near.max_entries,
+            max_bytes=near.max_bytes,
+        )
+
+    app.add_url_rule(NEAR_FILL_PATH, "fill", fill)
+    return app
+
+
 APPS = {
     "ceiling": ceiling,
     "one_get": one_get,
@@ -157,6 +216,7 @@ APPS = {
     "jwt_recipe": jwt_recipe,
     "jwt_none": jwt_none,
     "health": health,
+    "near_memory": near_memory,
 }
 
 

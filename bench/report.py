@@ -28,6 +28,11 @@ FIGURES: dict[str, tuple[str, str]] = {
     "connections": ("conns to Redis", "{:,.0f}"),
     "pings": ("PINGs to Redis", "{:,.0f}"),
     "connections_per_1k_requests": ("conns per 1k req", "{:.2f}"),
+    "entries": ("entries kept", "{:,.0f}"),
+    "kept_mib": ("kept MiB (counted)", "{:.1f}"),
+    "growth_mib": ("RSS growth MiB", "{:.1f}"),
+    "bytes_per_entry": ("RSS B per entry", "{:,.0f}"),
+    "freed_mib": ("freed by flush MiB", "{:.1f}"),
 }
 # Counts are added up over the rounds; every other figure is a median.
 SUMMED = {"errors", "attempts", "other_outcomes", "connections", "pings"}

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from . import load, report
-from .http_scenarios import Options, cached_view, health_storm, revocation
+from .http_scenarios import (
+    Options,
+    cached_view,
+    conditional_get,
+    health_storm,
+    near_cache_memory,
+    revocation,
+)
 from .local_scenarios import memoize_and_conditional, plain_operations, pool_contention
 from .results import Scenario
 from .servers import GUNICORN_THREADS, GUNICORN_WORKERS, RedisServer
@@ -33,7 +40,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--loader", choices=["auto", "wrk", "python"], default="auto", help="load generator"
     )
     parser.add_argument(
-        "--only", default="1,2,3,4,5,6", help="scenarios to run, comma-separated (default: all)"
+        "--only",
+        default="1,2,3,4,5,6,7,8,9,10",
+        help="scenarios to run, comma-separated (default: all)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     args = parser.parse_args(argv)
@@ -91,7 +100,7 @@ def _meta(args: argparse.Namespace, loader: str, redis_version: str) -> dict[str
         "gunicorn": {
             "workers": GUNICORN_WORKERS,
             "threads": GUNICORN_THREADS,
-            "worker_class": "gthread",
+            "worker_class": "gthread (scenarios 7 and 8: gevent)",
         },
     }
 
@@ -133,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
                 6,
                 lambda: memoize_and_conditional(server.url, rounds=max(9, args.rounds), calls=2000),
             ),
+            (7, lambda: cached_view(options, server, "gevent")),
+            (8, lambda: revocation(options, server, "gevent")),
+            (9, lambda: conditional_get(options, server)),
+            (10, lambda: near_cache_memory(options, server)),
         ]
         for number, step in steps:
             if number not in wanted:

@@ -31,6 +31,9 @@ GUNICORN_THREADS = 4
 # the same app varies threefold from run to run. With the load generator's
 # connections at twice this, each worker gets half.
 GUNICORN_WORKER_CONNECTIONS = 8
+# Under gevent every connection is a greenlet: the cap is what the load
+# generator opens (GEVENT_CONNECTIONS), split between the workers the same way.
+GEVENT_CONNECTIONS = 100
 
 
 def free_port() -> int:
@@ -103,9 +106,12 @@ class RedisServer:
 
 class Gunicorn:
     """One contender app (``bench.apps``, chosen by ``BENCH_APP``) under
-    gunicorn with the shared worker and thread counts."""
+    gunicorn with the shared worker and thread counts (``gthread``), or the
+    same workers with ``gevent``."""
 
-    def __init__(self, app: str, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, app: str, env: dict[str, str], log: Path, worker_class: str = "gthread"
+    ) -> None:
         self.name = app
         self.port = free_port()
         self.log = log
@@ -123,9 +129,13 @@ class Gunicorn:
                     "--threads",
                     str(GUNICORN_THREADS),
                     "--worker-class",
-                    "gthread",
+                    worker_class,
                     "--worker-connections",
-                    str(GUNICORN_WORKER_CONNECTIONS),
+                    str(
+                        GUNICORN_WORKER_CONNECTIONS
+                        if worker_class == "gthread"
+                        else GEVENT_CONNECTIONS // GUNICORN_WORKERS
+                    ),
                     "--log-level",
                     "warning",
                     "bench.apps:create_app()",

@@ -32,6 +32,7 @@ from flask import Request, Response, current_app, make_response, request
 from flask.globals import request_ctx
 from redis.client import NEVER_DECODE
 from redis.crc import key_slot
+from werkzeug.datastructures import Headers
 
 from ._codec import decode, encode
 from ._config import CacheSettings, Settings, argument_seconds, identity_claim
@@ -81,6 +82,9 @@ return 1
 # The startup look at maxmemory-policy waits no longer than this: it only
 # decides whether to log a warning.
 _POLICY_CHECK_BUDGET = 0.5
+# Namespaces whose key base is kept; callers may make namespaces of user
+# input, so the memo is bounded (beyond it, bases are computed each time).
+_MAX_REMEMBERED_NAMESPACES = 1024
 
 
 def _check(kind: str, name: object) -> str:
@@ -135,6 +139,7 @@ class Cache:
         self.lock_timeout = section.lock_timeout
         self.codec = section.codec
         self._prefix = cache_prefix(key_prefix)
+        self._bases: dict[str, str] = {}
         self.near = near
         # Where requests carry credentials, read from the app config at the
         # first cached request (the config may still change after init_app).
@@ -160,8 +165,14 @@ class Cache:
         return self._prefix
 
     def namespace_prefix(self, namespace: str) -> str:
-        _check("namespace", namespace)
-        return f"{self._prefix}{len(namespace.encode())}:{namespace}:"
+        base = self._bases.get(namespace)
+        if base is None:
+            # Checked and encoded once per namespace, not on every hit.
+            _check("namespace", namespace)
+            base = f"{self._prefix}{len(namespace.encode())}:{namespace}:"
+            if len(self._bases) < _MAX_REMEMBERED_NAMESPACES:
+                self._bases[namespace] = base
+        return base
 
     def entry_key(self, namespace: str, key: str) -> str:
         return self.namespace_prefix(namespace) + "k:" + _check("key", key)
@@ -192,21 +203,27 @@ class Cache:
         seconds = self.default_ttl if ttl is None else argument_seconds("ttl", ttl)
         return max(1, round(seconds * 1000))
 
-    def _read(self, key: str, parse: Callable[[bytes, bool], T | None]) -> T | None:
+    def _read(self, key: str, parse: Callable[[Any, bool], T | None]) -> T | None:
         """The entry at ``key`` parsed: from the near cache when it holds a
-        copy that ``parse(blob, True)`` accepts (not past its own expiry),
+        copy that ``parse(local, True)`` accepts (not past its own expiry),
         else from Redis in one GET (the near cache keeps it). None on a miss.
-        Raises :class:`FogRedisError` when Redis fails."""
+        A view's :class:`_Entry` (never changed once made) is kept by the
+        near cache in place of its blob, and given to ``parse`` as ``local``
+        from then on. Raises :class:`FogRedisError` when Redis fails."""
         near = self.near
         pending = None
         if near is not None:
             found = near.lookup([key])
             if found is not None:
-                if found[0] is None:
+                local = found[0]
+                if local is None:
                     return None
                 # Redis's own expiry notice may still be on its way.
-                parsed = parse(found[0], True)
+                parsed = parse(local, True)
                 if parsed is not None:
+                    if isinstance(parsed, _Entry) and parsed is not local:
+                        # Parsed once: later hits skip the JSON.
+                        near.replace(key, local, parsed)
                     return parsed
             pending = near.begin([key])
         try:
@@ -383,7 +400,7 @@ class Cache:
                 self._stats.cache_event(namespace, "hits")
                 if hit.fresh():
                     answer = _answer(hit, req, "HIT")
-                    return mark_near(answer) if hit.meta.get("near") else answer
+                    return mark_near(answer) if hit.near else answer
                 stale = hit
         token = secrets.token_hex(8)
         try:
@@ -787,10 +804,13 @@ def _session_was_read() -> bool:
 
 class _Entry(NamedTuple):
     """A stored response: its metadata (status, headers, ETag, when stored,
-    fresh until, expires) and body."""
+    fresh until, expires), body, and whether the near cache answered it.
+    Never changed once made: the near cache hands the same one to every
+    hit."""
 
     meta: dict[str, Any]
     body: bytes
+    near: bool = False
 
     def fresh(self) -> bool:
         # Entries stored before stale_ttl existed have no "f": fresh until
@@ -799,21 +819,43 @@ class _Entry(NamedTuple):
         return until is None or time.time() < until
 
 
-def _parse_entry(blob: bytes, local: bool) -> _Entry | None:
-    """The response stored in ``blob``. A ``local`` (near-cache) copy past
-    its expiry gives None: Redis's own expiry notice may still be on its way.
-    """
-    entry = _entry(blob)
-    if local:
-        if time.time() >= entry.meta.get("x", 0):
-            return None
-        entry.meta["near"] = True  # for the span: the near cache answered
+# Blobs read from Redis and what they parsed to: a hot entry is read again
+# and again with the same bytes, and its JSON need not be parsed each time.
+# Pure (the bytes decide the entry), so shared by every app; small blobs
+# only, and emptied when full, so it stays under _RECENT_SIZE * _RECENT_BLOB.
+_recent: dict[bytes, _Entry] = {}
+_RECENT_SIZE = 64
+_RECENT_BLOB = 16 * 1024
+
+
+def _parse_entry(found: bytes | _Entry, local: bool) -> _Entry | None:
+    """The response stored in ``found`` (a blob, or a near-cache copy parsed
+    before). A ``local`` (near-cache) copy past its expiry gives None:
+    Redis's own expiry notice may still be on its way."""
+    if isinstance(found, _Entry):
+        entry = found
+    elif local:
+        entry = _entry(found, near=True)
+    else:
+        known = _recent.get(found) if len(found) <= _RECENT_BLOB else None
+        if known is not None:
+            return known
+        entry = _entry(found)
+        if len(found) <= _RECENT_BLOB:
+            if len(_recent) >= _RECENT_SIZE:
+                _recent.clear()
+            _recent[found] = entry
+    if local and time.time() >= entry.meta.get("x", 0):
+        return None
     return entry
 
 
-def _entry(blob: bytes) -> _Entry:
+def _entry(blob: bytes, near: bool = False) -> _Entry:
     head, _, body = blob.partition(b"\n")
-    return _Entry(json.loads(head.decode()), body)
+    meta = json.loads(head.decode())
+    # JSON gives each header as a list: tuples once, not at every answer.
+    meta["h"] = [(name, value) for name, value in meta["h"]]
+    return _Entry(meta, body, near)
 
 
 def _answer(entry: _Entry, req: Request, state: str) -> Response:
@@ -822,25 +864,37 @@ def _answer(entry: _Entry, req: Request, state: str) -> Response:
     meta = entry.meta
     # Age and X-Cache are never stored (_NOT_STORED), so they can go in with
     # the rest: one pass over the headers instead of a search per header set.
-    headers = meta["h"]
-    headers.append(("Age", str(max(0, int(time.time() - meta["t"])))))
-    headers.append(("X-Cache", state))
+    extra = (("Age", str(max(0, int(time.time() - meta["t"])))), ("X-Cache", state))
     condition = req.environ.get("HTTP_IF_NONE_MATCH")
     if condition and "e" in meta and _etag_matches(condition, meta["e"]):
-        kept = [(k, v) for k, v in headers if k.lower() not in _NOT_IN_304]
-        response = current_app.response_class(status=304, headers=kept)
-        response.headers.remove("Content-Type")
+        kept = [(k, v) for k, v in meta["h"] if k.lower() not in _NOT_IN_304]
+        response = current_app.response_class(status=304)
+        # In place of the default Content-Type the constructor set: a 304
+        # has none (and no body to describe).
+        response.headers = _checked([*kept, *extra])
         return response
+    # A new list: the entry may be the near cache's, shared by every hit.
+    headers = _checked([*meta["h"], *extra])
     return current_app.response_class(entry.body, status=meta["s"], headers=headers)
 
 
 def _etag_matches(condition: str, etag: str) -> bool:
     """Whether an ``If-None-Match`` value names ``etag`` (RFC 9110 13.1.2:
     weak comparison, ``*`` matches any)."""
+    if condition == etag:
+        return True  # what a browser sends back: the ETag as it was given
     if condition.strip() == "*":
         return True
     ours = etag.removeprefix("W/")
     return any(tag.strip().removeprefix("W/") == ours for tag in condition.split(","))
+
+
+def _checked(items: list[tuple[str, str]]) -> Headers:
+    """``items`` as response headers, without werkzeug checking each one
+    again: they passed its checks on the response they were stored from."""
+    headers = Headers()
+    headers._list = items
+    return headers
 
 
 def _canonical(pairs: Iterable[tuple[str, str]]) -> str:

@@ -221,6 +221,14 @@ class NearCache:
                 self._entries.move_to_end(key)
             self._evict()
 
+    def replace(self, key: str, value: Any, parsed: Any) -> None:
+        """Keep ``parsed`` instead of ``value`` (what :meth:`lookup` gave for
+        ``key``) if ``key`` still holds it: later lookups of ``key`` give
+        ``parsed``. Its size is still counted as ``value``'s."""
+        with self._lock:
+            if self._entries.get(key) is value:
+                self._entries[key] = parsed
+
     def expect(self, key: str) -> threading.Event | None:
         """An event set when Redis has sent out the invalidation of ``key``
         (to every process, this one included), or when the cache is flushed;

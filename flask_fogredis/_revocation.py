@@ -143,6 +143,8 @@ class Revocations:
         renew_locks_after_fork(self, "_policy_lock")
         self._outage_log = RateLimitedLog(logger, interval=30.0)
         self._stats = stats
+        # The leeway setting last read, as given and in seconds.
+        self._leeway_memo: tuple[object, float] | None = None
 
     # -- keys -----------------------------------------------------------
 
@@ -297,7 +299,18 @@ class Revocations:
             return True
         began = _session_start(payload)
         # No start time: it cannot be shown to postdate the revocation.
-        return began is None or began <= revoked_at + leeway_of(current_app.config)
+        return began is None or began <= revoked_at + self._leeway()
+
+    def _leeway(self) -> float:
+        """``JWT_DECODE_LEEWAY`` in seconds, parsed again only when the
+        app's setting changes (it may after ``init_app``)."""
+        raw = current_app.config.get("JWT_DECODE_LEEWAY", 0)
+        memo = self._leeway_memo
+        if memo is not None and memo[0] is raw:
+            return memo[1]
+        seconds = leeway_of(current_app.config)
+        self._leeway_memo = (raw, seconds)
+        return seconds
 
     def _read(self, keys: list[str]) -> list[Any]:
         """MGET ``keys``, from the near cache when it has them all."""

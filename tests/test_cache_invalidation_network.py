@@ -163,3 +163,22 @@ def test_an_invalidation_leaves_other_namespaces_and_tags_alone(redis_server: Re
         assert client.get("/item/2").headers["X-Cache"] == "HIT"
         assert client.get("/item/1").headers["X-Cache"] == "MISS"
         assert calls.count("square 1") == 2 and calls.count("square 2") == 1
+
+
+def test_hits_from_memory_answer_the_same_headers_every_time(redis_server: RedisServer) -> None:
+    site = _near_pair(redis_server.url)[0]
+    app, _, calls = site
+    _warm(site, 5)
+    client = app.test_client()
+    hits = _near_hits(site)
+    answers = [client.get("/item/5") for _ in range(3)]
+    assert _near_hits(site) >= hits + 3
+    assert len(calls) == 2  # the view and the function, once each
+    for answer in answers:
+        names = [name.lower() for name, _ in answer.headers]
+        assert names.count("x-cache") == 1 and names.count("age") == 1
+        assert answer.headers["X-Cache"] == "HIT"
+        assert answer.get_data() == answers[0].get_data()
+    etag = answers[0].headers["ETag"]
+    assert client.get("/item/5", headers={"If-None-Match": etag}).status_code == 304
+    assert client.get("/item/5").status_code == 200

@@ -213,3 +213,18 @@ def test_memory_store_cannot_track() -> None:
         assert cache.begin(["fog:a"]) is None
     finally:
         cache.close()
+
+
+def test_a_replaced_copy_is_given_until_redis_says_otherwise(
+    near: NearCache, redis_server: RedisServer
+) -> None:
+    blob = b"raw"
+    remember(near, "fog:r", blob)
+    near.replace("fog:r", blob, "parsed")
+    assert near.lookup(["fog:r"]) == ["parsed"]
+    redis_server.admin().set("fog:r", "new")
+    wait_for(lambda: near.lookup(["fog:r"]) is None)
+    # A copy changed since it was looked up is not replaced.
+    remember(near, "fog:r", b"newer")
+    near.replace("fog:r", blob, "parsed")
+    assert near.lookup(["fog:r"]) == [b"newer"]

@@ -513,6 +513,21 @@ def test_log_out_everywhere_refuses_tokens_within_the_leeway_after_it() -> None:
     assert client.get("/protected", headers=bearer(beyond)).status_code == 200
 
 
+def test_a_leeway_changed_after_the_first_check_is_used_from_then_on() -> None:
+    app, fog, _ = jwt_app(JWT_DECODE_LEEWAY=5)
+    client = app.test_client()
+    now = int(time.time())
+    with app.app_context():
+        fog.revoke_all_tokens("alice")
+        fog.client.set("fog:jwt:sub:alice", f"{now - 10:.6f}")
+    token = _foreign_token(jti="later", iat=now - 7)
+    assert client.get("/protected", headers=bearer(token)).status_code == 401
+    app.config["JWT_DECODE_LEEWAY"] = 1
+    assert client.get("/protected", headers=bearer(token)).status_code == 200
+    app.config["JWT_DECODE_LEEWAY"] = timedelta(seconds=5)
+    assert client.get("/protected", headers=bearer(token)).status_code == 401
+
+
 def test_log_out_everywhere_compares_the_session_start_when_the_token_has_one() -> None:
     """A token minted by a refresh after the marker, for a session that
     began before it, is refused; so is the rest of its chain."""
