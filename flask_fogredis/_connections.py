@@ -195,6 +195,14 @@ class PoolQueue:
             self._observe(self)
 
 
+class FogBlockingPool(BlockingConnectionPool):
+    """A blocking pool whose ``repr`` (and so the client's) never shows the
+    connection options: redis-py before 7.4 printed the password there."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}(max_connections={self.max_connections})>"
+
+
 def build_pool(
     settings: Settings, observe: Callable[[PoolQueue], None] | None = None
 ) -> BlockingConnectionPool:
@@ -203,7 +211,7 @@ def build_pool(
     or returned. Sentinel and Cluster have pools of their own (see
     :func:`topology.build_client`)."""
     connection_class, options = node_options(settings)
-    return BlockingConnectionPool(
+    return FogBlockingPool(  # type: ignore[no-untyped-call]
         max_connections=settings.pool_size,
         timeout=settings.pool_timeout,
         connection_class=connection_class,
@@ -310,7 +318,16 @@ class translated:
     ) -> Literal[False]:
         if isinstance(exc, (redis.RedisError, redis.exceptions.RedisClusterException)):
             raise _translate(self._settings, exc) from None
+        if isinstance(exc, ValueError) and str(exc) == _CLOSED_FILE:
+            # redis-py 7.0 reading from a socket a failing node just closed.
+            target = self._settings.target
+            raise RedisUnavailableError(
+                f"Redis at {target.display} is unavailable: the connection closed mid-reply"
+            ) from None
         return False
+
+
+_CLOSED_FILE = "I/O operation on closed file."
 
 
 def _translate(settings: Settings, exc: Exception) -> FogRedisError:

@@ -385,3 +385,18 @@ def test_a_bad_expiry_is_the_extensions_own_error(memory_app: tuple[Flask, FogRe
     with pytest.raises(InvalidArgumentError):
         fog.expire("k", 0)
     assert fog.get("k") is None  # nothing was written
+
+
+def test_a_socket_closed_mid_reply_is_unavailable_not_a_value_error() -> None:
+    """redis-py 7.0's cluster client, reading from a node that just died,
+    raises ValueError("I/O operation on closed file.")."""
+    from flask_fogredis._config import read_settings
+    from flask_fogredis._connections import translated
+
+    settings = read_settings({"REDIS_URL": "redis://:pw-1234@127.0.0.1:1/0"}, "REDIS")
+    closed = pytest.raises(RedisUnavailableError, match="closed mid-reply")
+    with closed as caught, translated(settings):
+        raise ValueError("I/O operation on closed file.")
+    assert "pw-1234" not in str(caught.value)
+    with pytest.raises(ValueError, match="something else"), translated(settings):
+        raise ValueError("something else")

@@ -126,7 +126,7 @@ class SentinelSet:
 
     def _settled(self) -> bool:
         for sentinel in self.sentinels:
-            state = _master_state(sentinel)
+            state = master_state(sentinel)
             if int(state["num-other-sentinels"]) < 2 or int(state["num-slaves"]) < 1:
                 return False
         return True
@@ -138,7 +138,7 @@ class SentinelSet:
         return f"{scheme}://{auth}{','.join(hosts)}/{SERVICE}/0"
 
     def master_address(self) -> tuple[str, int]:
-        state = _master_state(self.sentinels[0])
+        state = master_state(self.sentinels[0])
         return str(state["ip"]), int(state["port"])
 
     def server_at(self, port: int) -> RedisServer:
@@ -151,7 +151,7 @@ class SentinelSet:
                 server.stop()
 
 
-def _master_state(sentinel: RedisServer) -> dict[str, Any]:
+def master_state(sentinel: RedisServer) -> dict[str, Any]:
     """What ``sentinel`` knows of the master, read with SENTINEL MASTERS: on
     a plain client, redis-py 7.0's SENTINEL MASTER and GET-MASTER-ADDR-BY-NAME
     fail in their reply parsers (an unexpected ``return_responses``)."""
