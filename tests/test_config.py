@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+import redis
 from flask import Flask
 
 from flask_fogredis import ConfigurationError, FogRedis, FogRedisError, NotInitializedError
@@ -37,7 +38,7 @@ def test_pool_is_built_from_the_config() -> None:
     fog = FogRedis(app)
     with app.app_context():
         pool = fog.pool
-        assert type(pool).__name__ == "BlockingConnectionPool"
+        assert isinstance(pool, redis.BlockingConnectionPool)
         assert pool.max_connections == 7
         kwargs = pool.connection_kwargs
         assert kwargs["db"] == 3
