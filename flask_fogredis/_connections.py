@@ -318,8 +318,7 @@ class translated:
     ) -> Literal[False]:
         if isinstance(exc, (redis.RedisError, redis.exceptions.RedisClusterException)):
             raise _translate(self._settings, exc) from None
-        if isinstance(exc, ValueError) and str(exc) == _CLOSED_FILE:
-            # redis-py 7.0 reading from a socket a failing node just closed.
+        if _closed_under_us(exc, traceback):
             target = self._settings.target
             raise RedisUnavailableError(
                 f"Redis at {target.display} is unavailable: the connection closed mid-reply"
@@ -328,6 +327,30 @@ class translated:
 
 
 _CLOSED_FILE = "I/O operation on closed file."
+
+
+def _closed_under_us(exc: BaseException | None, traceback: TracebackType | None) -> bool:
+    """Whether redis-py failed reading a connection that was closed under it.
+
+    redis-py 7.0's cluster client, when a node fails, disconnects that
+    node's connections while other threads are reading them: the reader
+    then raises ``ValueError("I/O operation on closed file.")`` or, its
+    parser's buffer gone, ``AttributeError("'NoneType' object has no
+    attribute 'readline'")``. Both mean the connection is gone; only an
+    AttributeError raised inside redis-py itself is taken for one.
+    """
+    if isinstance(exc, ValueError):
+        return str(exc) == _CLOSED_FILE
+    if not isinstance(exc, AttributeError) or not str(exc).startswith(_NO_BUFFER):
+        return False
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback is not None and str(
+        traceback.tb_frame.f_globals.get("__name__", "")
+    ).startswith("redis.")
+
+
+_NO_BUFFER = "'NoneType' object has no attribute"
 
 
 def _translate(settings: Settings, exc: Exception) -> FogRedisError:

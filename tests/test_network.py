@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -400,3 +401,24 @@ def test_a_socket_closed_mid_reply_is_unavailable_not_a_value_error() -> None:
     assert "pw-1234" not in str(caught.value)
     with pytest.raises(ValueError, match="something else"), translated(settings):
         raise ValueError("something else")
+
+
+def test_a_parser_whose_buffer_was_closed_under_it_is_unavailable() -> None:
+    """redis-py 7.0's cluster client disconnects a failing node's connections
+    while other threads read them: the reader then finds its parser's buffer
+    gone (AttributeError on None). Only such an error from inside redis-py
+    is taken for a lost connection; one from anywhere else stays a bug."""
+    from redis._parsers import _RESP2Parser
+
+    from flask_fogredis._config import read_settings
+    from flask_fogredis._connections import translated
+
+    settings = read_settings({"REDIS_URL": "redis://:pw-1234@127.0.0.1:1/0"}, "REDIS")
+    parser = _RESP2Parser(socket_read_size=65536)  # never connected: no buffer
+    with pytest.raises(RedisUnavailableError, match="closed mid-reply") as caught:
+        with translated(settings):
+            parser.read_response()
+    assert "pw-1234" not in str(caught.value)
+    gone: Any = None
+    with pytest.raises(AttributeError), translated(settings):
+        gone.readline()  # our own code's None: not translated
