@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -415,9 +415,9 @@ def test_a_parser_whose_buffer_was_closed_under_it_is_unavailable() -> None:
 
     settings = read_settings({"REDIS_URL": "redis://:pw-1234@127.0.0.1:1/0"}, "REDIS")
     parser = _RESP2Parser(socket_read_size=65536)  # never connected: no buffer
-    with pytest.raises(RedisUnavailableError, match="closed mid-reply") as caught:
-        with translated(settings):
-            parser.read_response()
+    gone_buffer = pytest.raises(RedisUnavailableError, match="closed mid-reply")
+    with gone_buffer as caught, translated(settings):
+        parser.read_response()
     assert "pw-1234" not in str(caught.value)
     gone: Any = None
     with pytest.raises(AttributeError), translated(settings):
