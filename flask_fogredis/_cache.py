@@ -62,8 +62,6 @@ Ttl = Union[float, timedelta, Callable[[Response], Union[float, timedelta]], Non
 WARM_ENVIRON_KEY = "fogredis.cache_warm"
 # Headers that belong to one response, not to the cached content.
 _NOT_STORED = frozenset({"content-length", "x-cache", "date", "age", "set-cookie"})
-# What a 304 leaves out: it has no body (RFC 9110 15.4.5).
-_NOT_IN_304 = frozenset({"content-type", "content-length", "content-encoding"})
 _GLOB_SPECIAL = frozenset("*?[]\\")
 _INVALIDATION_WAIT = 0.1
 # KEYS: value, lock. ARGV: token, blob, ttl in ms.
@@ -712,6 +710,13 @@ class _Vary:
         # not): requests with credentials may use the cache.
         self.per_caller = public or identity or key_func is not None
         self.query_params = query_params
+        # Where the varying headers are in the WSGI environ.
+        self._environ_names = tuple(_environ_name(h) for h in self.headers)
+        # Digests by the environ values they are computed from: the same URL
+        # is asked for again and again. Not when the key depends on more.
+        self._digests: dict[tuple[Any, ...], str] | None = (
+            None if identity or key_func is not None else {}
+        )
 
     def allows_query(self, req: Request) -> bool:
         """Whether every query parameter of ``req`` is in the allowlist."""
@@ -720,6 +725,32 @@ class _Vary:
         return all(name in self.query_params for name in req.args)
 
     def digest(self, req: Request) -> str:
+        """The entry's key for ``req``: a hash of what tells entries apart."""
+        memo = self._digests
+        if memo is None:
+            return self._digest(req)
+        environ = req.environ
+        raw = (
+            environ["wsgi.url_scheme"],
+            environ.get("HTTP_HOST"),
+            environ.get("SERVER_NAME"),
+            environ.get("SERVER_PORT"),
+            environ.get("SCRIPT_NAME", ""),
+            environ.get("PATH_INFO", ""),
+            environ.get("QUERY_STRING", ""),
+            *[environ.get(name) for name in self._environ_names],
+        )
+        digest = memo.get(raw)
+        if digest is None:
+            digest = self._digest(req)
+            # Bounded: clients choose the URLs. Long ones are not kept.
+            if sum(len(part or "") for part in raw) <= _MEMO_TEXT:
+                if len(memo) >= _MEMO_SIZE:
+                    memo.clear()
+                memo[raw] = digest
+        return digest
+
+    def _digest(self, req: Request) -> str:
         query = _query_of(req)
         # Host and scheme: a view that builds absolute URLs answers each
         # differently, and a forged Host header must not reach other callers.
@@ -744,6 +775,15 @@ class _Vary:
 
 
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+# The digest memo of one decorated view: how many, and how long their URLs.
+_MEMO_SIZE = 1024
+_MEMO_TEXT = 1024
+
+
+def _environ_name(header: str) -> str:
+    """Where werkzeug reads request header ``header`` in the WSGI environ."""
+    name = header.upper().replace("-", "_")
+    return name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
 
 
 def _normal_host(host: str, scheme: str) -> str:
@@ -864,18 +904,78 @@ def _answer(entry: _Entry, req: Request, state: str) -> Response:
     meta = entry.meta
     # Age and X-Cache are never stored (_NOT_STORED), so they can go in with
     # the rest: one pass over the headers instead of a search per header set.
-    extra = (("Age", str(max(0, int(time.time() - meta["t"])))), ("X-Cache", state))
+    # A new list: the entry may be the near cache's, shared by every hit.
+    headers = _checked(
+        [*meta["h"], ("Age", str(max(0, int(time.time() - meta["t"])))), ("X-Cache", state)]
+    )
+    kind = _stored_class(current_app.response_class)
     condition = req.environ.get("HTTP_IF_NONE_MATCH")
     if condition and "e" in meta and _etag_matches(condition, meta["e"]):
-        kept = [(k, v) for k, v in meta["h"] if k.lower() not in _NOT_IN_304]
-        response = current_app.response_class(status=304)
-        # In place of the default Content-Type the constructor set: a 304
-        # has none (and no body to describe).
-        response.headers = _checked([*kept, *extra])
-        return response
-    # A new list: the entry may be the near cache's, shared by every hit.
-    headers = _checked([*meta["h"], *extra])
-    return current_app.response_class(entry.body, status=meta["s"], headers=headers)
+        # The stored headers, Content-Type included, go in as they are: the
+        # representation's own are left out when it is sent (see below).
+        return kind(status=304, headers=headers)
+    return kind(entry.body, status=meta["s"], headers=headers)
+
+
+# Per response class, its subclass for answers from the store (see below).
+_stored_classes: dict[type[Response], type[Response]] = {}
+# What a 304 leaves out: it has no body to describe (RFC 9110 15.4.5). The
+# headers werkzeug leaves out of a 304 too.
+_NOT_IN_304 = frozenset(
+    {
+        "allow",
+        "content-encoding",
+        "content-language",
+        "content-length",
+        "content-md5",
+        "content-range",
+        "content-type",
+        "last-modified",
+    }
+)
+
+
+def _stored_class(base: type[Response]) -> type[Response]:
+    """``base`` with a cheaper last step for answers from the store.
+
+    Werkzeug sends a response's headers through ``get_wsgi_headers``, which
+    checks every header again (each passed the same checks when it was
+    stored) and, for a ``304``, filters them in several passes: on a hit
+    that cost about as much as the rest of the cache's work. An app whose
+    response class sends its headers its own way keeps that way.
+    """
+    kind = _stored_classes.get(base)
+    if kind is None:
+        if base.get_wsgi_headers is not Response.get_wsgi_headers:
+            kind = base
+        else:
+            namespace = {"get_wsgi_headers": _stored_wsgi_headers, "__module__": base.__module__}
+            kind = cast("type[Response]", type(base.__name__, (base,), namespace))
+        _stored_classes[base] = kind
+    return kind
+
+
+def _stored_wsgi_headers(response: Response, environ: dict[str, Any]) -> Headers:
+    """What werkzeug's ``get_wsgi_headers`` gives for an answer from the store
+    (and whatever ``after_request`` added to it), in one pass."""
+    items: list[tuple[str, str]] = response.headers._list
+    sized = False
+    for name, _ in items:
+        lowered = name.lower()
+        if lowered in _REWRITTEN:
+            return Response.get_wsgi_headers(response, environ)
+        sized = sized or lowered == "content-length"
+    status = response.status_code
+    if status == 304:
+        return _checked([(k, v) for k, v in items if k.lower() not in _NOT_IN_304])
+    if status == 200 and sized:
+        return _checked(list(items))
+    return Response.get_wsgi_headers(response, environ)
+
+
+# Headers werkzeug rewrites on the way out (made absolute, IRIs quoted):
+# answers with them go the long way.
+_REWRITTEN = frozenset({"location", "content-location"})
 
 
 def _etag_matches(condition: str, etag: str) -> bool:
@@ -959,15 +1059,14 @@ def cached_view(
             if req.method not in ("GET", "HEAD"):
                 return run(*args, **kwargs)
             cache = get_cache()
-
-            def serve() -> Response:
-                return cache.serve(
-                    namespace, ttl, vary, lambda: run(*args, **kwargs), req, controls
-                )
-
+            compute = functools.partial(run, *args, **kwargs)
             if watching_views(cache.tracer):
-                return observe_view(cache.tracer, namespace, serve)
-            return serve()
+                return observe_view(
+                    cache.tracer,
+                    namespace,
+                    functools.partial(cache.serve, namespace, ttl, vary, compute, req, controls),
+                )
+            return cache.serve(namespace, ttl, vary, compute, req, controls)
 
         return cast(View, wrapper)
 

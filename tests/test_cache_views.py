@@ -230,3 +230,140 @@ def test_stale_while_revalidate(
     assert client.get("/stale").headers["X-Cache"] == "HIT"
     ttl = max(fog.client.pttl(key) for key in fog.client.keys("fog:cache:1:v:v:*"))
     assert 59_000 < ttl <= 60_200  # lives ttl + stale_ttl in Redis
+
+
+def _rich(fog: FogRedis, app: Flask) -> None:
+    """A cached view whose response carries the headers werkzeug treats
+    specially on the way out."""
+
+    @app.get("/rich")
+    @fog.cached("v", 60)
+    def rich() -> Response:
+        response = Response('{"a": 1}', mimetype="application/json")
+        response.headers["Content-Language"] = "fr"
+        response.headers["Last-Modified"] = "Wed, 21 Oct 2015 07:28:00 GMT"
+        response.headers["Expires"] = "Thu, 01 Dec 2094 16:00:00 GMT"
+        response.headers["Cache-Control"] = "public, max-age=60"
+        response.headers["X-Custom"] = "kept"
+        return response
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_answers_from_the_store_send_what_werkzeug_would(
+    fog_site: tuple[Flask, FogRedis], conditional: bool
+) -> None:
+    """Answers from the store skip werkzeug's second check of each header:
+    what goes out is what werkzeug's own get_wsgi_headers gives for them,
+    for a 200 and for a 304 (no Content-Type, Content-Length, Last-Modified
+    or Content-Language; Expires, ETag, Cache-Control and the rest kept)."""
+    app, fog = fog_site
+    _rich(fog, app)
+    client = app.test_client()
+    etag = client.get("/rich").headers["ETag"]
+    headers = {"If-None-Match": etag} if conditional else {}
+    with app.test_request_context("/rich", headers=headers):
+        response = app.full_dispatch_request()
+        environ = request.environ
+        assert response.headers["X-Cache"] == "HIT"
+        ours = list(response.get_wsgi_headers(environ))
+        werkzeugs = list(Response.get_wsgi_headers(response, environ))
+    assert ours == werkzeugs
+    names = {name for name, _ in ours}
+    if conditional:
+        assert response.status_code == 304
+        assert not names & {"Content-Type", "Content-Length", "Last-Modified", "Content-Language"}
+        assert {"ETag", "Expires", "Cache-Control", "X-Custom", "Age", "X-Cache"} <= names
+    else:
+        assert response.status_code == 200
+        assert ("Content-Length", "8") in ours and "Content-Language" in names
+
+
+def test_a_location_added_after_the_view_is_still_made_absolute(
+    fog_site: tuple[Flask, FogRedis],
+) -> None:
+    app, fog = fog_site
+    _rich(fog, app)
+
+    @app.after_request
+    def point(response: Response) -> Response:
+        response.headers["Location"] = "/elsewhere"
+        response.headers["Content-Location"] = "/rich/ü"
+        return response
+
+    class Absolute(Response):
+        autocorrect_location_header = True
+
+    app.response_class = Absolute
+    client = app.test_client()
+    client.get("/rich")
+    for headers in ({}, {"If-None-Match": "*"}):
+        answer = client.get("/rich", headers=headers)
+        assert answer.headers["X-Cache"] == "HIT"
+        assert answer.headers["Location"] == "http://localhost/elsewhere"
+        assert answer.headers["Content-Location"] == "/rich/%C3%BC"
+
+
+def test_a_response_class_that_sends_its_headers_its_own_way_keeps_it(
+    fog_site: tuple[Flask, FogRedis],
+) -> None:
+    app, fog = fog_site
+
+    class Stamped(Response):
+        def get_wsgi_headers(self, environ: Any) -> Any:
+            headers = super().get_wsgi_headers(environ)
+            headers["X-Stamped"] = "yes"
+            return headers
+
+    app.response_class = Stamped
+    _rich(fog, app)
+    client = app.test_client()
+    client.get("/rich")
+    hit = client.get("/rich")
+    assert hit.headers["X-Cache"] == "HIT" and hit.headers["X-Stamped"] == "yes"
+    assert client.get("/rich", headers={"If-None-Match": "*"}).headers["X-Stamped"] == "yes"
+
+
+def test_the_key_memo_tells_every_variant_apart(fog_site: tuple[Flask, FogRedis]) -> None:
+    """Keys are remembered per raw URL, host and varying header: a variant
+    seen after the memo is warm still gets its own entry."""
+    app, fog = fog_site
+    seen: list[str] = []
+
+    @app.get("/v")
+    @fog.cached("v", 60, vary_on_headers=["Accept-Language"])
+    def variant() -> str:
+        seen.append(f"{request.url} {request.accept_languages}")
+        return seen[-1]
+
+    client = app.test_client()
+    asks: list[dict[str, Any]] = [
+        {},
+        {"query_string": "a=1"},
+        {"base_url": "http://other.example"},
+        {"base_url": "https://localhost"},
+        {"headers": {"Accept-Language": "fr"}},
+        {"base_url": "http://localhost/mount"},
+    ]
+    for _ in range(3):
+        answers = [client.get("/v", **ask).get_data(as_text=True) for ask in asks]
+        assert len(set(answers)) == len(asks)
+    assert len(seen) == len(asks)
+    # The same URL spelt another way (default port) is the same entry.
+    assert client.get("/v", base_url="http://localhost:80").headers["X-Cache"] == "HIT"
+
+
+def test_the_key_memo_is_bounded() -> None:
+    from flask_fogredis._cache import _MEMO_SIZE, _MEMO_TEXT, make_vary
+
+    app = make_app(REDIS_URL="memory://")
+    vary = make_vary((), False, None)
+    for n in range(_MEMO_SIZE + 10):
+        with app.test_request_context(f"/p?n={n}"):
+            vary.digest(request)
+    with app.test_request_context("/p?" + "x" * _MEMO_TEXT):
+        long = vary.digest(request)
+    memo = vary._digests
+    assert memo is not None and 0 < len(memo) <= _MEMO_SIZE
+    assert long not in memo.values()
+    # With the identity in the key, nothing is remembered.
+    assert make_vary((), True, None)._digests is None
