@@ -902,19 +902,24 @@ def _answer(entry: _Entry, req: Request, state: str) -> Response:
     """The response for ``req`` from a stored entry: ``304 Not Modified``
     without a body when its ``If-None-Match`` names the entry's ETag."""
     meta = entry.meta
+    base = current_app.response_class
+    kind = _stored_classes.get(base) or _stored_class(base)
     # Age and X-Cache are never stored (_NOT_STORED), so they can go in with
     # the rest: one pass over the headers instead of a search per header set.
     # A new list: the entry may be the near cache's, shared by every hit.
-    headers = _checked(
-        [*meta["h"], ("Age", str(max(0, int(time.time() - meta["t"])))), ("X-Cache", state)]
-    )
-    kind = _stored_class(current_app.response_class)
+    headers = [*meta["h"], ("Age", str(max(0, int(time.time() - meta["t"])))), ("X-Cache", state)]
     condition = req.environ.get("HTTP_IF_NONE_MATCH")
     if condition and "e" in meta and _etag_matches(condition, meta["e"]):
         # The stored headers, Content-Type included, go in as they are: the
         # representation's own are left out when it is sent (see below).
-        return kind(status=304, headers=headers)
-    return kind(entry.body, status=meta["s"], headers=headers)
+        return kind(status=304, headers=_checked(headers))
+    if kind is base or not kind.automatically_set_content_length:
+        return kind(entry.body, status=meta["s"], headers=_checked(headers))
+    # What the constructor would do with the body, without a header search.
+    headers.append(("Content-Length", str(len(entry.body))))
+    response = kind(status=meta["s"], headers=_checked(headers))
+    response.response = [entry.body]
+    return response
 
 
 # Per response class, its subclass for answers from the store (see below).
