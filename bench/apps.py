@@ -20,6 +20,13 @@ PAYLOAD = json.dumps(
 JWT_SECRET = "bench-secret-that-is-long-enough-for-hs256"
 JWT_IDENTITY = "bench-user"
 CACHED_PATH = "/item"
+# A page-sized answer for the conditional GET: what a 304 saves grows with it.
+PAGE_PATH = "/page"
+PAGE = (
+    "<!doctype html><title>Catalogue</title><ul>"
+    + "".join(f"<li><a href='/items/{i}'>item {i}</a> at {i * 1.25:.2f}</li>" for i in range(600))
+    + "</ul>"
+).encode()
 PROTECTED_PATH = "/me"
 HEALTH_PATH = "/health/redis"
 # Where the harness stores PAYLOAD for the one-GET app.
@@ -28,6 +35,10 @@ FLOOR_KEY = "bench:floor"
 
 def _payload() -> Response:
     return Response(PAYLOAD, mimetype="application/json")
+
+
+def _page() -> Response:
+    return Response(PAGE, mimetype="text/html")
 
 
 def ceiling() -> Flask:
@@ -60,6 +71,7 @@ def fog_cached(near: bool = False) -> Flask:
     app.config.update(REDIS_URL=os.environ["REDIS_URL"], REDIS_NEAR_CACHE=near)
     fog = FogRedis(app)
     app.add_url_rule(CACHED_PATH, "item", fog.cached("bench", ttl=3600)(_payload))
+    app.add_url_rule(PAGE_PATH, "page", fog.cached("bench", ttl=3600)(_page))
     return app
 
 

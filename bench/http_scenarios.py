@@ -19,6 +19,8 @@ from .apps import (
     JWT_IDENTITY,
     JWT_SECRET,
     NEAR_FILL_PATH,
+    PAGE,
+    PAGE_PATH,
     PAYLOAD,
     PROTECTED_PATH,
 )
@@ -242,43 +244,52 @@ def revocation(
 
 def conditional_get(options: Options, redis_server: RedisServer) -> Scenario:
     """9. A cached view's ``If-None-Match`` hit (304, no body) against a
-    full hit, over HTTP, on one server: with and without the near cache."""
+    full hit, over HTTP, on one server: with and without the near cache,
+    for the 955-byte item and for a page of some 30 KiB."""
     scenario = Scenario(
         9, f"Conditional GET of a cached view over HTTP (GET {CACHED_PATH})", "req/s", "rps"
     )
     scenario.columns = ["rps", "p50_ms", "p99_ms"]
     names = ["fog_cached", "fog_cached_near"]
+    pages = ((CACHED_PATH, ""), (PAGE_PATH, f", {len(PAGE) // 1024} KiB page"))
     with serving(names, {"REDIS_URL": redis_server.url}, options.logs) as servers:
         entries = []
-        for name, label in (("fog_cached", ""), ("fog_cached_near", ", near cache")):
-            server = servers[name]
-            server.get(CACHED_PATH)
-            status, headers, _ = server.get(CACHED_PATH)
-            etag = headers.get("ETag")
-            if status != 200 or headers.get("X-Cache") != "HIT" or not etag:
-                raise RuntimeError(f"{name}: the second request was not a hit with an ETag")
-            condition = {"If-None-Match": etag}
-            status, _, body = server.get(CACHED_PATH, condition)
-            if status != 304 or body:
-                raise RuntimeError(f"{name}: If-None-Match answered {status}, not 304")
-            full = scenario.contender(f"{name}_full", f"full hit (200){label}")
-            not_modified = scenario.contender(f"{name}_304", f"If-None-Match hit (304){label}")
-            entries += [
-                Entry(full, server, CACHED_PATH, {}),
-                Entry(not_modified, server, CACHED_PATH, condition),
-            ]
+        for path, size in pages:
+            for name, near in (("fog_cached", ""), ("fog_cached_near", ", near cache")):
+                label = f"{size}{near}"
+                entries += _conditional_pair(scenario, servers[name], name, path, label)
         alternate(options, entries)
-    scenario.ratio(
-        "If-None-Match / full hit", entries[1].contender, entries[0].contender, target=1.1
-    )
-    scenario.ratio(
-        "If-None-Match / full hit, near cache",
-        entries[3].contender,
-        entries[2].contender,
-        target=1.1,
-    )
+    for index, (path, size) in enumerate(pages):
+        for offset, near in ((0, ""), (2, ", near cache")):
+            first = index * 4 + offset
+            scenario.ratio(
+                f"If-None-Match / full hit{size}{near}",
+                entries[first + 1].contender,
+                entries[first].contender,
+                # The target is the item's; the page shows how it grows.
+                target=1.1 if path == CACHED_PATH else None,
+            )
     _no_errors(scenario)
     return scenario
+
+
+def _conditional_pair(
+    scenario: Scenario, server: Gunicorn, name: str, path: str, label: str
+) -> list[Entry]:
+    """A full hit and an ``If-None-Match`` hit of ``path``, checked once."""
+    server.get(path)
+    status, headers, _ = server.get(path)
+    etag = headers.get("ETag")
+    if status != 200 or headers.get("X-Cache") != "HIT" or not etag:
+        raise RuntimeError(f"{name} {path}: the second request was not a hit with an ETag")
+    condition = {"If-None-Match": etag}
+    status, _, body = server.get(path, condition)
+    if status != 304 or body:
+        raise RuntimeError(f"{name} {path}: If-None-Match answered {status}, not 304")
+    key = f"{name}{path.replace('/', '_')}"
+    full = scenario.contender(f"{key}_full", f"full hit (200){label}")
+    not_modified = scenario.contender(f"{key}_304", f"If-None-Match hit (304){label}")
+    return [Entry(full, server, path, {}), Entry(not_modified, server, path, condition)]
 
 
 # Offered to the near cache at its default bounds (10,000 entries, 64 MiB):
