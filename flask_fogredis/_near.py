@@ -150,28 +150,35 @@ class NearCache:
     def lookup(self, keys: Sequence[str]) -> list[Any] | None:
         """The local values of all ``keys``, or None if any is missing (or
         the cache is bypassed). A value may be None: "absent in Redis"."""
-        self._ensure_listener()
-        master = self._master  # _diverged(), inlined on the hit path
+        # On every hit: the checks of _ensure_listener() and _diverged() inlined.
+        if not self._started:
+            self._ensure_listener()
+        master = self._master
         if master is not None and master.master_address != self._address:
             return None  # the pool writes where the channel does not listen
+        entries = self._entries
         with self._lock:
             if not self._healthy or time.monotonic() - self._heard > self._silence_limit:
                 return None
             values = []
             for key in keys:
-                value = self._entries.get(key, _Pending)
-                if value is _Pending or isinstance(value, _Pending):
+                value = entries.get(key, _Pending)
+                if value is _Pending or type(value) is _Pending:
                     self.misses += 1
-                    missed = True
                     break
                 values.append(value)
             else:
-                missed = False
                 for key in keys:
-                    self._entries.move_to_end(key)
+                    entries.move_to_end(key)
                 self.hits += 1
-        self._event("near_cache_misses" if missed else "near_cache_hits", 1)
-        return None if missed else values
+        on_event = self._on_event
+        if len(values) < len(keys):
+            if on_event is not None:
+                on_event("near_cache_misses", 1)
+            return None
+        if on_event is not None:
+            on_event("near_cache_hits", 1)
+        return values
 
     def begin(self, keys: Iterable[str]) -> _Pending | None:
         """Mark ``keys`` as being read from Redis; pass the result to

@@ -267,10 +267,15 @@ class Revocations:
         with translated(self._settings):
             return bool(self._client.execute_command("EXISTS", key))
 
-    def is_revoked(self, payload: Mapping[str, Any], identity_claim: str) -> bool:
+    def is_revoked(
+        self,
+        payload: Mapping[str, Any],
+        identity_claim: str,
+        config: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Whether the token is revoked, by its ``jti`` or by a log out
         everywhere of its identity: one round trip (none for a token with
-        neither)."""
+        neither). ``config``: the app's (default: the current app's)."""
         self._stats.count("revocation_checks")
         jti = payload.get("jti")
         identity = payload.get(identity_claim)
@@ -299,16 +304,16 @@ class Revocations:
             return True
         began = _session_start(payload)
         # No start time: it cannot be shown to postdate the revocation.
-        return began is None or began <= revoked_at + self._leeway()
+        return began is None or began <= revoked_at + self._leeway(config or current_app.config)
 
-    def _leeway(self) -> float:
+    def _leeway(self, config: Mapping[str, Any]) -> float:
         """``JWT_DECODE_LEEWAY`` in seconds, parsed again only when the
         app's setting changes (it may after ``init_app``)."""
-        raw = current_app.config.get("JWT_DECODE_LEEWAY", 0)
+        raw = config.get("JWT_DECODE_LEEWAY", 0)
         memo = self._leeway_memo
         if memo is not None and memo[0] is raw:
             return memo[1]
-        seconds = leeway_of(current_app.config)
+        seconds = leeway_of(config)
         self._leeway_memo = (raw, seconds)
         return seconds
 
@@ -412,7 +417,8 @@ class Revocations:
 
     def _check(self, jwt_payload: Mapping[str, Any]) -> bool:
         try:
-            return self.is_revoked(jwt_payload, identity_claim(current_app.config))
+            config = current_app.config
+            return self.is_revoked(jwt_payload, identity_claim(config), config)
         except FogRedisError as exc:
             self._stats.count("redis_errors")
             if isinstance(exc, EvictionPolicyError) or not self.fail_open:
