@@ -310,7 +310,9 @@ def near_cache_memory(options: Options, redis_server: RedisServer) -> Scenario:
         for count, size in NEAR_FILLS:
             c = scenario.contender(f"near_{size}", f"{count} values of {size} B offered")
             for _ in range(max(1, options.rounds // 3)):
-                status, _, body = server.get(f"{NEAR_FILL_PATH}?count={count}&size={size}")
+                # Tens of thousands of round trips in one request: seconds, not ms.
+                fill = f"{NEAR_FILL_PATH}?count={count}&size={size}"
+                status, _, body = server.get(fill, timeout=300)
                 if status != 200:
                     raise RuntimeError(f"the near-cache fill answered {status}")
                 found = json.loads(body)

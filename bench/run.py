@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = RedisServer(out / "redis")
     scenarios: list[Scenario] = []
+    crashed: list[int] = []
     began = time.monotonic()
     try:
         meta = _meta(args, loader, server.version())
@@ -151,7 +153,13 @@ def main(argv: list[str] | None = None) -> int:
             if number not in wanted:
                 continue
             print(f"scenario {number} ...", flush=True)
-            scenario = step()
+            try:
+                scenario = step()
+            except Exception:
+                # The scenarios measured so far are still reported; the run fails.
+                traceback.print_exc()
+                crashed.append(number)
+                continue
             scenarios.append(scenario)
             server.admin().flushdb()
     finally:
@@ -165,4 +173,6 @@ def main(argv: list[str] | None = None) -> int:
     report.chart(out / "results.png", meta, scenarios)
     print(f"written: {out / 'results.json'}, {out / 'table.md'}, {out / 'results.png'}")
     failed = [text for s in scenarios for text, ok in s.checks if not ok]
-    return 1 if failed else 0
+    if crashed:
+        print(f"scenarios that crashed (traceback above): {crashed}")
+    return 1 if failed or crashed else 0

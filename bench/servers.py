@@ -168,12 +168,12 @@ class Gunicorn:
         return self.log.read_text(errors="replace")[-3000:]
 
     def get(
-        self, path: str, headers: dict[str, str] | None = None
+        self, path: str, headers: dict[str, str] | None = None, timeout: float = 10
     ) -> tuple[int, dict[str, str], bytes]:
         """One GET; status, headers and body, errors included."""
         req = urllib.request.Request(self.base + path, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, dict(resp.headers.items()), resp.read()
         except urllib.error.HTTPError as err:
             return err.code, dict(err.headers.items()), err.read()
