@@ -434,7 +434,7 @@ def test_parameters_a_before_request_adds_are_in_the_key(
     def language() -> None:
         merged = request.args.to_dict(flat=False)
         merged["lang"] = [request.cookies.get("lang", "en")]
-        request.args = ImmutableMultiDict(merged)  # type: ignore[misc]
+        request.args = ImmutableMultiDict(merged)
 
     @app.get("/p")
     @fog.cached("v", 60)
