@@ -33,6 +33,7 @@ from flask.globals import request_ctx
 from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 from werkzeug.datastructures import Headers
+from werkzeug.sansio.request import Request as SansioRequest
 
 from ._codec import decode, encode
 from ._config import CacheSettings, Settings, argument_seconds, identity_claim
@@ -725,9 +726,16 @@ class _Vary:
         return all(name in self.query_params for name in req.args)
 
     def digest(self, req: Request) -> str:
-        """The entry's key for ``req``: a hash of what tells entries apart."""
+        """The entry's key for ``req``: a hash of what tells entries apart.
+
+        Remembered per scheme, host, mount point, path, raw query string and
+        varying headers, while ``req.args`` is still what werkzeug parses
+        from the query string: not once something read or replaced it (a
+        ``before_request`` may add parameters), nor for a request class with
+        an ``args`` of its own.
+        """
         memo = self._digests
-        if memo is None:
+        if memo is None or "args" in req.__dict__ or type(req).args is not _PARSED_ARGS:
             return self._digest(req)
         environ = req.environ
         raw = (
@@ -736,7 +744,7 @@ class _Vary:
             environ.get("SERVER_NAME"),
             environ.get("SERVER_PORT"),
             environ.get("SCRIPT_NAME", ""),
-            environ.get("PATH_INFO", ""),
+            req.path,
             environ.get("QUERY_STRING", ""),
             *[environ.get(name) for name in self._environ_names],
         )
@@ -744,7 +752,7 @@ class _Vary:
         if digest is None:
             digest = self._digest(req)
             # Bounded: clients choose the URLs. Long ones are not kept.
-            if sum(len(part or "") for part in raw) <= _MEMO_TEXT:
+            if sum(len(part) for part in raw if isinstance(part, str)) <= _MEMO_TEXT:
                 if len(memo) >= _MEMO_SIZE:
                     memo.clear()
                 memo[raw] = digest
@@ -777,7 +785,9 @@ class _Vary:
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 # The digest memo of one decorated view: how many, and how long their URLs.
 _MEMO_SIZE = 1024
-_MEMO_TEXT = 1024
+_MEMO_TEXT = 256
+# werkzeug's parse of the query string, as request classes inherit it.
+_PARSED_ARGS = SansioRequest.__dict__["args"]
 
 
 def _environ_name(header: str) -> str:
@@ -902,8 +912,10 @@ def _answer(entry: _Entry, req: Request, state: str) -> Response:
     """The response for ``req`` from a stored entry: ``304 Not Modified``
     without a body when its ``If-None-Match`` names the entry's ETag."""
     meta = entry.meta
-    base = current_app.response_class
-    kind = _stored_classes.get(base) or _stored_class(base)
+    kind = current_app.response_class
+    plain = _plain_classes.get(kind)
+    if plain is None:
+        plain = _plain_classes[kind] = _is_plain(kind)
     # Age and X-Cache are never stored (_NOT_STORED), so they can go in with
     # the rest: one pass over the headers instead of a search per header set.
     # A new list: the entry may be the near cache's, shared by every hit.
@@ -911,19 +923,25 @@ def _answer(entry: _Entry, req: Request, state: str) -> Response:
     condition = req.environ.get("HTTP_IF_NONE_MATCH")
     if condition and "e" in meta and _etag_matches(condition, meta["e"]):
         # The stored headers, Content-Type included, go in as they are: the
-        # representation's own are left out when it is sent (see below).
-        return kind(status=304, headers=_checked(headers))
-    if kind is base or not kind.automatically_set_content_length:
+        # ones describing a body are left out when it is sent.
+        response = kind(status=304, headers=_checked(headers))
+    elif plain and kind.automatically_set_content_length:
+        # What the constructor does with a body, without its header search.
+        headers.append(("Content-Length", str(len(entry.body))))
+        response = kind(status=meta["s"], headers=_checked(headers))
+        response.response = [entry.body]
+    else:
         return kind(entry.body, status=meta["s"], headers=_checked(headers))
-    # What the constructor would do with the body, without a header search.
-    headers.append(("Content-Length", str(len(entry.body))))
-    response = kind(status=meta["s"], headers=_checked(headers))
-    response.response = [entry.body]
+    if plain:
+        # On the instance: its class, its pickling and its type stay the app's.
+        response.get_wsgi_headers = functools.partial(  # type: ignore[method-assign]
+            _stored_wsgi_headers, response
+        )
     return response
 
 
-# Per response class, its subclass for answers from the store (see below).
-_stored_classes: dict[type[Response], type[Response]] = {}
+# Whether a response class builds and sends itself as werkzeug's does.
+_plain_classes: dict[type[Response], bool] = {}
 # What a 304 leaves out: it has no body to describe (RFC 9110 15.4.5). The
 # headers werkzeug leaves out of a 304 too.
 _NOT_IN_304 = frozenset(
@@ -940,24 +958,21 @@ _NOT_IN_304 = frozenset(
 )
 
 
-def _stored_class(base: type[Response]) -> type[Response]:
-    """``base`` with a cheaper last step for answers from the store.
+def _is_plain(kind: type[Response]) -> bool:
+    """Whether ``kind`` builds its body and sends its headers as werkzeug's
+    own response does: answers from the store may then take shortcuts.
 
     Werkzeug sends a response's headers through ``get_wsgi_headers``, which
     checks every header again (each passed the same checks when it was
     stored) and, for a ``304``, filters them in several passes: on a hit
     that cost about as much as the rest of the cache's work. An app whose
-    response class sends its headers its own way keeps that way.
+    response class builds or sends itself its own way keeps that way.
     """
-    kind = _stored_classes.get(base)
-    if kind is None:
-        if base.get_wsgi_headers is not Response.get_wsgi_headers:
-            kind = base
-        else:
-            namespace = {"get_wsgi_headers": _stored_wsgi_headers, "__module__": base.__module__}
-            kind = cast("type[Response]", type(base.__name__, (base,), namespace))
-        _stored_classes[base] = kind
-    return kind
+    return (
+        kind.__init__ is Response.__init__
+        and kind.set_data is Response.set_data
+        and kind.get_wsgi_headers is Response.get_wsgi_headers
+    )
 
 
 def _stored_wsgi_headers(response: Response, environ: dict[str, Any]) -> Headers:

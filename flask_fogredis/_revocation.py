@@ -304,7 +304,8 @@ class Revocations:
             return True
         began = _session_start(payload)
         # No start time: it cannot be shown to postdate the revocation.
-        return began is None or began <= revoked_at + self._leeway(config or current_app.config)
+        leeway = self._leeway(current_app.config if config is None else config)
+        return began is None or began <= revoked_at + leeway
 
     def _leeway(self, config: Mapping[str, Any]) -> float:
         """``JWT_DECODE_LEEWAY`` in seconds, parsed again only when the
