@@ -131,6 +131,10 @@ class Memoized:
         except FogRedisError as exc:
             cache._failed(self.namespace, exc)
             return
+        if cache.near is not None:
+            # This process reads its own write, notice or not: its copy may
+            # say "absent" until Redis's notice arrives.
+            cache.near.forget(key)
         indexes = [self.index(cache), *(cache.tag_index(tag) for tag in tags)]
         cache._index(self.namespace, indexes, key, ttl_ms)
 

@@ -236,6 +236,14 @@ class NearCache:
             if self._entries.get(key) is value:
                 self._entries[key] = parsed
 
+    def forget(self, key: str) -> None:
+        """Drop this process's copy of ``key`` now, after writing it: the
+        next read goes to Redis even if Redis's notice is still on its way.
+        A read in flight keeps its place (that notice settles it)."""
+        with self._lock:
+            if not isinstance(self._entries.get(key), _Pending):
+                self._drop(key)
+
     def expect(self, key: str) -> threading.Event | None:
         """An event set when Redis has sent out the invalidation of ``key``
         (to every process, this one included), or when the cache is flushed;

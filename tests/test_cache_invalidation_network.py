@@ -182,3 +182,26 @@ def test_hits_from_memory_answer_the_same_headers_every_time(redis_server: Redis
     etag = answers[0].headers["ETag"]
     assert client.get("/item/5", headers={"If-None-Match": etag}).status_code == 304
     assert client.get("/item/5").status_code == 200
+
+
+def test_a_process_reads_its_own_memoized_write_before_redis_s_notice(
+    redis_server: RedisServer,
+) -> None:
+    """The near cache keeps "absent" for a missed key until Redis's notice
+    of the write comes. A listener that is late (a loaded machine) must not
+    make this process compute the same call again."""
+    app, fog, calls = _near_pair(redis_server.url)[0]
+    with app.app_context():
+        near = fog.state().cache.near
+        assert near is not None
+        square = app.config["SQUARE"]
+        held: list[Any] = []
+        late = near._invalidate
+        near._invalidate = held.append  # type: ignore[method-assign]
+        try:
+            assert square(7) == 49  # a miss: "absent" kept, then stored
+            assert square(7) == 49
+            assert square(7) == 49
+        finally:
+            near._invalidate = late  # type: ignore[method-assign]
+        assert calls == ["square 7"]
