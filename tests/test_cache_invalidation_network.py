@@ -197,7 +197,7 @@ def test_a_process_reads_its_own_memoized_write_before_redis_s_notice(
         square = app.config["SQUARE"]
         held: list[Any] = []
         late = near._invalidate
-        near._invalidate = held.append  # type: ignore[method-assign]
+        near._invalidate = held.append  # type: ignore[method-assign,assignment]
         try:
             assert square(7) == 49  # a miss: "absent" kept, then stored
             assert square(7) == 49
