@@ -3,6 +3,7 @@ credential, and sums over gunicorn's workers in multiprocess mode."""
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import subprocess
@@ -308,10 +309,19 @@ def test_the_shared_directory_stays_small_across_worker_restarts_and_cli_runs(
         log=tmp_path / "gunicorn.log",
     )
     pids: set[str] = set()
+    sent = answered = 0
     try:
-        for n in range(60):
-            status, _, body = server.request(f"/hit/pages?{n}")
+        while answered < 60:
+            sent += 1
+            try:
+                status, _, body = server.request(f"/hit/pages?{sent}")
+            except (ConnectionResetError, http.client.RemoteDisconnected):
+                # A connection gunicorn dropped while recycling a worker:
+                # not answered, and maybe counted.
+                assert sent < 80, "gunicorn kept dropping connections"
+                continue
             assert status == 200
+            answered += 1
             pids.add(body.decode())
         for _ in range(4):
             cli = subprocess.run(
@@ -337,7 +347,8 @@ def test_the_shared_directory_stays_small_across_worker_restarts_and_cli_runs(
         server.stop()
     # Many workers came and went, yet no count was lost...
     assert len(pids) >= 10
-    assert value(samples, "fogredis_cache_hits_total", namespace="pages") == 60
+    # Every answered hit was counted; a dropped request may have been too.
+    assert 60 <= value(samples, "fogredis_cache_hits_total", namespace="pages") <= sent
     # ...and the directory holds the live processes' files plus one archive
     # per kind, not a set of files per process that ever ran.
     files = sorted(p.name for p in shared.glob("*.db"))
