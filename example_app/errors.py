@@ -54,11 +54,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RedisCommandError)
     def redis_failed(exc: Exception) -> tuple[dict[str, str], int, dict[str, str]]:
         # A logout or revoke that Redis could not store (down, full,
-        # read-only): the token stays valid, so say so and ask for a retry.
-        # The message names no host, port or password; the log line keeps it.
+        # read-only), or that no replica acknowledged in time (it may be on
+        # the primary): it cannot be counted on, so say so and ask for a
+        # retry, which is harmless. The message names no host, port or
+        # password; the log line keeps it.
         app.logger.warning("Redis could not serve %s: %s", request.path, exc)
         return (
-            {"error": "The store is unavailable; nothing was changed. Try again shortly."},
+            {"error": "The store could not confirm the change. Try again shortly."},
             503,
             {"Retry-After": str(RETRY_AFTER)},
         )

@@ -248,3 +248,39 @@ def test_load_refuses_a_line_that_is_not_an_object(tmp_path: Path) -> None:
     path.write_text('{"type": "fault"}\n[1, 2]\n')
     with pytest.raises(ValueError, match=r"history\.jsonl:2"):
         check.load(path)
+
+
+def unsynced(start: float, end: float) -> dict[str, Any]:
+    return {"type": "unsynced", "t_start": T0 + start, "t_end": T0 + end}
+
+
+def test_a_revocation_refused_while_no_replica_is_in_sync_is_allowed_and_counted() -> None:
+    history = [
+        unsynced(10.0, 14.0),
+        req("logout", 11.0, 503, tok=A, revokes={"jtis": ["a1"]}),
+        req("logout", 20.0, 503, tok=A, revokes={"jtis": ["a1"]}),
+    ]
+    unexpected = check.unexpected_answers(history, grace=1.0)
+    assert [r["t_start"] for r in unexpected] == [T0 + 20.0]
+    report = check.check(history)
+    assert line(report, "time with no replica in sync").value == "4.0 s in 1 spells"
+    assert line(report, "revocations 503 then, outside faults").value == "1"
+    assert line(report, "503 during faults").value == "0"
+
+
+def test_a_read_refused_while_no_replica_is_in_sync_is_unexpected() -> None:
+    # Reads need no replica: only a revocation waits for one.
+    history = [unsynced(10.0, 14.0), req("me", 11.0, 503, tok=A)]
+    assert len(check.unexpected_answers(history, grace=1.0)) == 1
+
+
+def test_a_revocation_refused_during_a_fault_counts_as_the_faults() -> None:
+    history = [
+        fault("kill9", 10.0, 11.0),
+        unsynced(10.0, 14.0),
+        req("logout", 10.5, 503, tok=A, revokes={"jtis": ["a1"]}),
+    ]
+    report = check.check(history)
+    assert line(report, "503 during faults").value == "1"
+    assert line(report, "revocations 503 then, outside faults").value == "0"
+    assert line(report, "unexpected answers").value == "0"

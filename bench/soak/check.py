@@ -11,6 +11,11 @@ A history is a list of records (one JSON object a line in ``history.jsonl``):
   began up to the call).
 - ``{"type": "fault", "kind", "t_start", "t_end"}``: one injected fault,
   from the moment it began to the moment the injector had undone it.
+- ``{"type": "unsynced", "t_start", "t_end"}``: a time when the primary had
+  fewer replicas in sync than revocations wait for (``JWT_WAIT_REPLICAS``),
+  as a watcher of the topology saw it: after a restart or a failover, until
+  a replica has copied the data again. A revocation cannot be acknowledged
+  then, and its 503 is the documented answer.
 
 Times are seconds since the epoch, on the one clock of the machine. The
 checker never looks at the app or Redis: what it reports follows from the
@@ -121,6 +126,15 @@ def faults(history: Iterable[Record]) -> list[Fault]:
     ]
 
 
+def unsynced(history: Iterable[Record]) -> list[Fault]:
+    """The times with fewer replicas in sync than revocations wait for."""
+    return [
+        Fault("unsynced", float(r["t_start"]), float(r["t_end"]))
+        for r in history
+        if r.get("type") == "unsynced"
+    ]
+
+
 def revocations(history: Iterable[Record], confirmed: bool = True) -> list[Revocation]:
     """Revocations in the history. ``confirmed``: only those answered 2xx;
     otherwise also calls that got no clear answer (an error or no answer may
@@ -194,13 +208,29 @@ def during(record: Record, fault_list: Sequence[Fault], grace: float) -> bool:
     return any(start <= f.t_end + grace and end >= f.t_start for f in fault_list)
 
 
+def unacknowledged(history: Sequence[Record], grace: float) -> list[Record]:
+    """Revocations answered 503 outside every fault (and its ``grace``) while
+    no replica was in sync: the write could not be acknowledged."""
+    fault_list, windows = faults(history), unsynced(history)
+    return [
+        r
+        for r in requests(history)
+        if int(r.get("status", 0)) == 503
+        and r.get("revokes")
+        and not during(r, fault_list, grace)
+        and during(r, windows, grace)
+    ]
+
+
 def unexpected_answers(history: Sequence[Record], grace: float) -> list[Record]:
     """Answers that are none of: 2xx where a 2xx is wanted; 401 for a token
     that is (or may be) revoked, or for a replay; 403/422 where the operation
-    expects it; 503 during a fault (or ``grace`` seconds after it). No answer
-    at all, a 500 or any other code is unexpected."""
+    expects it; 503 during a fault (or ``grace`` seconds after it), or for a
+    revocation while no replica was in sync. No answer at all, a 500 or any
+    other code is unexpected."""
     fault_list = faults(history)
     maybe = revocations(history, confirmed=False)
+    waiting = {id(r) for r in unacknowledged(history, grace)}
     found = []
     for r in requests(history):
         status = int(r.get("status", 0))
@@ -212,7 +242,7 @@ def unexpected_answers(history: Sequence[Record], grace: float) -> list[Record]:
             continue
         if 200 <= status < 300:
             continue
-        if status == 503 and during(r, fault_list, grace):
+        if status == 503 and (during(r, fault_list, grace) or id(r) in waiting):
             continue
         if status == 401 and (
             op in REPLAY_OPS
@@ -340,7 +370,19 @@ def check(history: Sequence[Record], window: float = 1.0, grace: float = 1.0) ->
     )
     report.examples["unexpected answers"] = annotated(unexpected[:10])
     code_503 = [r for r in load_requests if int(r.get("status", 0)) == 503]
-    add(Line("503 during faults", str(len(code_503) - statuses.get(503, 0)), "(allowed)"))
+    waiting = [r for r in unacknowledged(history, grace) if r.get("phase") == "load"]
+    add(
+        Line(
+            "503 during faults",
+            str(len(code_503) - statuses.get(503, 0) - len(waiting)),
+            "(allowed)",
+        )
+    )
+    windows = unsynced(history)
+    if windows:
+        spent = sum(w.t_end - w.t_start for w in windows)
+        add(Line("time with no replica in sync", f"{spent:.1f} s in {len(windows)} spells"))
+        add(Line("  revocations 503 then, outside faults", str(len(waiting)), "(allowed)"))
 
     lost, unclear, total = lost_revocations(history)
     add(Line("revoked tokens re-checked at the end", str(total)))

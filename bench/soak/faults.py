@@ -21,6 +21,9 @@ PAUSE_MS = 2000
 LATENCY_SECONDS = 10.0
 FULL_SECONDS = 5.0
 KILL_DOWN_SECONDS = 1.0
+# How long a replica may take to be in sync again after a fault (Sentinel
+# demotes a failed-over primary when it next reads its INFO: up to 10 s).
+RESYNC_SECONDS = 60.0
 # Bytes above what Redis uses when "full" starts: the next few writes fill
 # it, and every write after them is refused (CONFIG SET is still allowed).
 FULL_HEADROOM = 1024
@@ -108,5 +111,49 @@ def run(
                 history.add(
                     {"type": "fault", "kind": kind, "t_start": t_start, "t_end": time.time()}
                 )
+            try:
+                _whole_again(topology)
+            except (redis.RedisError, OSError, TimeoutError) as exc:
+                errors.append(f"after {kind}: {type(exc).__name__}: {exc}")
+                return
             if stop.wait(QUIET_SECONDS):
                 return
+
+
+def _whole_again(topology: Topology) -> None:
+    """Wait until a replica is in sync again, if revocations wait for one:
+    the next fault (a failover above all) starts from a whole topology.
+    The wait is the watcher's to record, not the fault's."""
+    if isinstance(topology, SentinelSet) and topology.wait_replicas:
+
+        def synced() -> bool:
+            return topology.replicas_in_sync() >= topology.wait_replicas
+
+        wait_until(synced, RESYNC_SECONDS, "a replica in sync")
+
+
+WATCH_SECONDS = 0.05
+
+
+def watch_replicas(topology: Topology, history: History, stop: threading.Event) -> None:
+    """Record each time the primary has fewer replicas in sync than
+    revocations wait for (``{"type": "unsynced"}``), until ``stop`` is set.
+    Nothing to watch on a topology whose revocations wait for none."""
+    if not isinstance(topology, SentinelSet) or not topology.wait_replicas:
+        return
+    since: float | None = None
+    while True:
+        now = time.time()
+        try:
+            synced = topology.replicas_in_sync() >= topology.wait_replicas
+        except (redis.RedisError, OSError):
+            synced = False
+        if synced and since is not None:
+            history.add({"type": "unsynced", "t_start": since, "t_end": now})
+            since = None
+        elif not synced and since is None:
+            since = now
+        if stop.wait(WATCH_SECONDS):
+            break
+    if since is not None:
+        history.add({"type": "unsynced", "t_start": since, "t_end": time.time()})

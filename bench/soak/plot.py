@@ -80,6 +80,16 @@ def timeline(history: Sequence[check.Record], path: Path, title: str) -> None:
                 label=None if fault.kind in seen or axis is bottom else f"fault: {fault.kind}",
             )
         seen.add(fault.kind)
+    for number, spell in enumerate(check.unsynced(history)):
+        # A band along the top: overlaps the faults without hiding them.
+        top.axvspan(
+            spell.t_start - t0,
+            max(spell.t_end - t0, spell.t_start - t0 + 0.3),
+            ymin=0.95,
+            color="black",
+            alpha=0.4,
+            label=None if number else "no replica in sync",
+        )
     top.legend(loc="upper left", fontsize="small", ncol=3)
     bottom.legend(loc="upper left", fontsize="small")
     figure.tight_layout()

@@ -128,6 +128,7 @@ def _soak(
         threads.append(load.start(load.probe_loop, prober, password, stop_load))
         fault_errors: list[str] = []
         injector = load.start(faults.run, topology, history, stop_faults, seed, fault_errors)
+        watcher = load.start(faults.watch_replicas, topology, history, stop_load)
         t_end = time.monotonic() + seconds
         while time.monotonic() < t_end and injector.is_alive():
             time.sleep(0.2)
@@ -136,7 +137,7 @@ def _soak(
         # The load runs on a little after the last fault, to see it recover.
         time.sleep(SETTLE_SECONDS)
         stop_load.set()
-        for thread in threads:
+        for thread in [*threads, watcher]:
             thread.join(30)
         final = load.Client(port, "final", "", history, "final")
         clients.append(final)

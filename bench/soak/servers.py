@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE = "soak"
@@ -64,6 +66,19 @@ def _master_state(sentinel: redis.Redis) -> dict[str, Any]:
     """What one sentinel knows of the soak's primary."""
     answer: Any = sentinel.sentinel_master(SERVICE)
     return dict(answer)
+
+
+def _online_replicas(node: Redis) -> int:
+    """How many replicas ``node`` streams to (state ``online``: their copy
+    is loaded); 0 when it is not a primary."""
+    state = _info(node.admin(), "replication")
+    if state.get("role") != "master":
+        return 0
+    return sum(
+        1
+        for name, value in state.items()
+        if name.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+    )
 
 
 class Proxy:
@@ -126,8 +141,12 @@ class Redis:
         return self
 
     def admin(self) -> redis.Redis:
-        """A direct client (not through the proxy) for the injector."""
-        return redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
+        """A direct client (not through the proxy) for the injector and the
+        watcher. It never retries: a retry would wait through an outage
+        (seconds, with redis-py's default backoff) that they must see."""
+        return redis.Redis(
+            port=self.port, socket_timeout=5, decode_responses=True, retry=Retry(NoBackoff(), 0)
+        )
 
     def kill9_restart(self, down_seconds: float) -> None:
         """SIGKILL, ``down_seconds`` with no server, then start it again on
@@ -170,6 +189,12 @@ class Single(Topology):
         self.url = f"redis://127.0.0.1:{self.nodes[0].proxy.port}/0"
 
 
+# A full resync starts at once instead of waiting (5 s by default) for more
+# replicas to ask: with one replica, waiting only prolongs the time when
+# revocations cannot be acknowledged (docs/scaling.md).
+SYNC_NOW = ("--repl-diskless-sync-delay", "0")
+
+
 class SentinelSet(Topology):
     """A primary, a replica and three sentinels (quorum 2); the data nodes
     behind proxies, which the sentinels watch and name."""
@@ -179,19 +204,25 @@ class SentinelSet(Topology):
     def __init__(self, directory: Path) -> None:
         self.sentinels: list[subprocess.Popen[bytes]] = []
         self.nodes = []
-        first = Redis(directory / "node0", announce=True).start()
+        try:
+            self._start(directory)
+        except BaseException:
+            self.close()  # what started, so that nothing outlives the run
+            raise
+
+    def _start(self, directory: Path) -> None:
+        first = Redis(directory / "node0", *SYNC_NOW, announce=True).start()
         self.nodes.append(first)
         replica = Redis(
             directory / "node1",
             "--replicaof", "127.0.0.1", str(first.proxy.port),
+            *SYNC_NOW,
             announce=True,
         ).start()  # fmt: skip
         self.nodes.append(replica)
-        wait_until(
-            lambda: _info(first.admin(), "replication")["connected_slaves"] == 1,
-            20,
-            "the replica to sync",
-        )
+        # Online, not merely connected: until its first copy is loaded a
+        # replica acknowledges nothing, and every revocation would wait.
+        wait_until(lambda: _online_replicas(first) == 1, 30, "the replica to sync")
         ports = []
         for number in range(3):
             folder = directory / f"sentinel{number}"
@@ -224,7 +255,9 @@ class SentinelSet(Topology):
 
     @staticmethod
     def _sentinel(port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+        return redis.Redis(
+            port=port, socket_timeout=2, decode_responses=True, retry=Retry(NoBackoff(), 0)
+        )
 
     def _ask(self, port: int) -> tuple[str, int]:
         answer: Any = self._sentinel(port).sentinel_get_master_addr_by_name(SERVICE)
@@ -238,6 +271,11 @@ class SentinelSet(Topology):
                 proxied = self._ask(port)[1]
                 return next(node for node in self.nodes if node.proxy.port == proxied)
         return self.nodes[0]
+
+    def replicas_in_sync(self) -> int:
+        """How many replicas the primary streams to now: the ones that can
+        acknowledge a revocation's ``WAIT``."""
+        return _online_replicas(self.primary())
 
     def failover(self, timeout: float) -> None:
         """SENTINEL FAILOVER, then wait until the other node is primary and
