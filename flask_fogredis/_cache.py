@@ -144,6 +144,11 @@ class Cache:
         # first cached request (the config may still change after init_app).
         self._credentials: _Credentials | None = None
         self._stats = stats
+        # Locks this process took and could not release (Redis failed): a
+        # lock outlives an outage with AOF, and every request for the view
+        # would wait it out. Released as soon as Redis answers again.
+        self._orphans: dict[str, tuple[str, str, float]] = {}
+        self._orphans_lock = threading.Lock()
         self._log = RateLimitedLog(logger, interval=30.0)
         self._clear = key_clearer(self.settings)
         # Scripts need the value and its lock on one server (on Cluster, in
@@ -401,6 +406,8 @@ class Cache:
                     answer = _answer(hit, req, "HIT")
                     return mark_near(answer) if hit.near else answer
                 stale = hit
+        if self._orphans:
+            self._release_orphans()
         token = secrets.token_hex(8)
         try:
             locked = self._run("SET", lock_key, token, "NX", "PX", round(self.lock_timeout * 1000))
@@ -502,6 +509,9 @@ class Cache:
         while time.monotonic() < deadline:
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
+            if self._orphans:
+                # It may be ours: its holder could not release it.
+                self._release_orphans()
             try:
                 blob, holder = self._read_pair(value_key, lock_key)
             except FogRedisError as exc:
@@ -597,9 +607,14 @@ class Cache:
             return True
         return bool(key_slot(first.encode()) == key_slot(second.encode()))
 
-    def _release(self, namespace: str, lock_key: str, token: str) -> None:
+    def _release(
+        self, namespace: str, lock_key: str, token: str, until: float | None = None
+    ) -> bool:
         """Delete the lock if it is still ours (it may have expired and been
-        taken by another request)."""
+        taken by another request). When Redis fails, the lock is kept to be
+        released later (see :meth:`_release_orphans`), until ``until`` (a
+        monotonic time; by default when the lock expires at the latest), and
+        the result is False."""
         try:
             if self._scripts:
                 with translated(self.settings):
@@ -608,6 +623,31 @@ class Cache:
                 self._run("DEL", lock_key)
         except FogRedisError as exc:
             self._failed(namespace, exc)
+            if until is None:
+                until = time.monotonic() + self.lock_timeout
+            self._keep_orphans({lock_key: (namespace, token, until)})
+            return False
+        return True
+
+    def _keep_orphans(self, orphans: dict[str, tuple[str, str, float]]) -> None:
+        with self._orphans_lock:
+            for lock_key, orphan in orphans.items():
+                if len(self._orphans) >= _MAX_ORPHANS:
+                    break
+                self._orphans.setdefault(lock_key, orphan)
+
+    def _release_orphans(self) -> None:
+        """Try again to release the locks whose release failed, those not
+        yet expired. The first that fails again (Redis is still away) ends
+        the attempt: the rest wait for the next request."""
+        with self._orphans_lock:
+            orphans, self._orphans = self._orphans, {}
+        now = time.monotonic()
+        while orphans:
+            lock_key, (namespace, token, until) = orphans.popitem()
+            if now < until and not self._release(namespace, lock_key, token, until):
+                self._keep_orphans(orphans)
+                return
 
     def warm(self, urls: Iterable[str]) -> dict[str, int]:
         """Request each URL (a path, or a full URL whose path is used) through
@@ -785,6 +825,8 @@ class _Vary:
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 # The digest memo of one decorated view: how many, and how long their URLs.
 _MEMO_SIZE = 1024
+# Locks whose release failed, kept per process to release later.
+_MAX_ORPHANS = 1024
 _MEMO_TEXT = 256
 # werkzeug's parse of the query string, as request classes inherit it.
 _PARSED_ARGS = SansioRequest.__dict__["args"]

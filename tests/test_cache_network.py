@@ -107,6 +107,63 @@ def test_failing_view_releases_the_lock(redis_server: RedisServer) -> None:
     assert redis_server.admin().keys("fog:cache:*") == []
 
 
+def test_a_lock_that_outlived_a_crash_is_released_once_redis_is_back(
+    redis_factory: ServerFactory,
+) -> None:
+    # AOF fsynced on every write: the lock taken before the crash comes back.
+    server = redis_factory("--appendonly", "yes", "--appendfsync", "always")
+    app = make_app(REDIS_URL=server.url, REDIS_CACHE_LOCK_TIMEOUT=30, REDIS_RETRY_ATTEMPTS=0)
+    fog = FogRedis(app)
+    calls: list[int] = []
+
+    @app.get("/report")
+    @fog.cached("reports", ttl=60)
+    def report() -> dict[str, int]:
+        calls.append(1)
+        if len(calls) == 1:
+            server.kill()  # the holder can neither store nor let go
+        return {"computation": len(calls)}
+
+    client = app.test_client()
+    assert client.get("/report").get_json() == {"computation": 1}
+    server.start()
+    assert server.admin().keys("fog:cache:*:l:*") != []  # back from the AOF
+    start = time.monotonic()
+    again = client.get("/report")
+    # Not the 30 s lock wait: this process let its own lock go first.
+    assert time.monotonic() - start < 10
+    assert (again.headers["X-Cache"], again.get_json()) == ("MISS", {"computation": 2})
+    assert server.admin().keys("fog:cache:*:l:*") == []
+    assert client.get("/report").headers["X-Cache"] == "HIT"
+
+
+def test_locks_left_behind_are_tried_once_per_request_while_redis_is_away(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, fog, _ = _slow_app(redis_server.url, 0, REDIS_RETRY_ATTEMPTS=0)
+    with app.app_context():
+        cache = fog.state().cache
+    later = time.monotonic() + 60
+    cache._orphans = {f"lock{n}": ("reports", "token", later) for n in range(3)}
+    cache._orphans["expired"] = ("reports", "token", time.monotonic() - 1)
+    tried: list[Any] = []
+
+    def refused(**kwargs: Any) -> None:
+        tried.append(kwargs["keys"])
+        raise redis.ConnectionError("refused")
+
+    monkeypatch.setattr(cache, "_release_script", refused)
+    cache._release_orphans()
+    # One attempt: while Redis is away, a request does not pay for each lock.
+    assert len(tried) == 1
+    assert sorted(cache._orphans) == ["lock0", "lock1", "lock2"]  # expired: dropped
+    monkeypatch.undo()
+    redis_server.admin().set("lock0", "token")
+    cache._release_orphans()
+    assert cache._orphans == {}
+    assert redis_server.admin().exists("lock0") == 0
+
+
 def test_redis_killed_fails_open(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
