@@ -39,6 +39,7 @@ from ._codec import decode, encode
 from ._config import CacheSettings, Settings, argument_seconds, identity_claim
 from ._connections import translated
 from ._errors import CacheKeyError, FogRedisError, InvalidArgumentError
+from ._forking import renew_locks_after_fork
 from ._index import Indexes, check_tags
 from ._logs import RateLimitedLog
 from ._probe import parse_info
@@ -144,11 +145,14 @@ class Cache:
         # first cached request (the config may still change after init_app).
         self._credentials: _Credentials | None = None
         self._stats = stats
-        # Locks this process took and could not release (Redis failed): a
-        # lock outlives an outage with AOF, and every request for the view
-        # would wait it out. Released as soon as Redis answers again.
-        self._orphans: dict[str, tuple[str, str, float]] = {}
+        # Locks this process took and could not release (Redis failed), by
+        # key and token: a lock outlives an outage with AOF, and every request
+        # for the view would wait it out. This process releases them at its
+        # next miss or wait once Redis answers (other processes cannot).
+        self._orphans: dict[tuple[str, str], tuple[str, float]] = {}
         self._orphans_lock = threading.Lock()
+        self._orphans_retry_at = 0.0
+        renew_locks_after_fork(self, "_orphans_lock")
         self._log = RateLimitedLog(logger, interval=30.0)
         self._clear = key_clearer(self.settings)
         # Scripts need the value and its lock on one server (on Cluster, in
@@ -510,8 +514,8 @@ class Cache:
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
             if self._orphans:
-                # It may be ours: its holder could not release it.
-                self._release_orphans()
+                # The lock may be ours: this process could not release it.
+                self._release_orphans(only=lock_key)
             try:
                 blob, holder = self._read_pair(value_key, lock_key)
             except FogRedisError as exc:
@@ -625,29 +629,47 @@ class Cache:
             self._failed(namespace, exc)
             if until is None:
                 until = time.monotonic() + self.lock_timeout
-            self._keep_orphans({lock_key: (namespace, token, until)})
+            self._keep_orphans({(lock_key, token): (namespace, until)}, failed=True)
             return False
         return True
 
-    def _keep_orphans(self, orphans: dict[str, tuple[str, str, float]]) -> None:
+    def _keep_orphans(
+        self, orphans: dict[tuple[str, str], tuple[str, float]], failed: bool = False
+    ) -> None:
+        """Keep ``orphans`` for a later try; after a ``failed`` release, none
+        is tried for ``_ORPHAN_RETRY`` seconds. Past ``_MAX_ORPHANS`` the
+        oldest go: they expire first."""
         with self._orphans_lock:
-            for lock_key, orphan in orphans.items():
+            if failed:
+                self._orphans_retry_at = time.monotonic() + _ORPHAN_RETRY
+            for held, orphan in orphans.items():
                 if len(self._orphans) >= _MAX_ORPHANS:
-                    break
-                self._orphans.setdefault(lock_key, orphan)
+                    del self._orphans[next(iter(self._orphans))]
+                self._orphans[held] = orphan
 
-    def _release_orphans(self) -> None:
-        """Try again to release the locks whose release failed, those not
-        yet expired. The first that fails again (Redis is still away) ends
-        the attempt: the rest wait for the next request."""
+    def _release_orphans(self, only: str | None = None) -> None:
+        """Try again to release the locks whose release failed (or the one
+        at key ``only``), those not yet expired. The first that fails again
+        (Redis is still away) ends the try, and the next is
+        ``_ORPHAN_RETRY`` seconds later: a request pays one command at most."""
         with self._orphans_lock:
-            orphans, self._orphans = self._orphans, {}
-        now = time.monotonic()
-        while orphans:
-            lock_key, (namespace, token, until) = orphans.popitem()
-            if now < until and not self._release(namespace, lock_key, token, until):
-                self._keep_orphans(orphans)
+            if time.monotonic() < self._orphans_retry_at:
                 return
+            if only is None:
+                orphans, self._orphans = self._orphans, {}
+            else:
+                orphans = {held: self._orphans[held] for held in self._orphans if held[0] == only}
+                for held in orphans:
+                    del self._orphans[held]
+        now = time.monotonic()
+        try:
+            while orphans:
+                (lock_key, token), (namespace, until) = orphans.popitem()
+                if now < until and not self._release(namespace, lock_key, token, until):
+                    return
+        finally:
+            if orphans:  # not tried yet (a failure, or an exception)
+                self._keep_orphans(orphans)
 
     def warm(self, urls: Iterable[str]) -> dict[str, int]:
         """Request each URL (a path, or a full URL whose path is used) through
@@ -825,9 +847,11 @@ class _Vary:
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 # The digest memo of one decorated view: how many, and how long their URLs.
 _MEMO_SIZE = 1024
-# Locks whose release failed, kept per process to release later.
-_MAX_ORPHANS = 1024
 _MEMO_TEXT = 256
+# Locks whose release failed, kept per process to release later; how long
+# after a failed try the next one is made.
+_MAX_ORPHANS = 1024
+_ORPHAN_RETRY = 0.5
 # werkzeug's parse of the query string, as request classes inherit it.
 _PARSED_ARGS = SansioRequest.__dict__["args"]
 

@@ -144,8 +144,8 @@ def test_locks_left_behind_are_tried_once_per_request_while_redis_is_away(
     with app.app_context():
         cache = fog.state().cache
     later = time.monotonic() + 60
-    cache._orphans = {f"lock{n}": ("reports", "token", later) for n in range(3)}
-    cache._orphans["expired"] = ("reports", "token", time.monotonic() - 1)
+    cache._orphans = {(f"lock{n}", "token"): ("reports", later) for n in range(3)}
+    cache._orphans["expired", "token"] = ("reports", time.monotonic() - 1)
     tried: list[Any] = []
 
     def refused(**kwargs: Any) -> None:
@@ -154,14 +154,35 @@ def test_locks_left_behind_are_tried_once_per_request_while_redis_is_away(
 
     monkeypatch.setattr(cache, "_release_script", refused)
     cache._release_orphans()
-    # One attempt: while Redis is away, a request does not pay for each lock.
+    # One attempt: while Redis is away, a request does not pay for each lock,
     assert len(tried) == 1
-    assert sorted(cache._orphans) == ["lock0", "lock1", "lock2"]  # expired: dropped
+    assert sorted(key for key, _ in cache._orphans) == ["lock0", "lock1", "lock2"]
+    # and the next request does not try again at once.
+    cache._release_orphans()
+    assert len(tried) == 1
     monkeypatch.undo()
+    cache._orphans_retry_at = 0.0
     redis_server.admin().set("lock0", "token")
+    redis_server.admin().set("lock1", "another holder's token")
     cache._release_orphans()
     assert cache._orphans == {}
     assert redis_server.admin().exists("lock0") == 0
+    assert redis_server.admin().get("lock1") == "another holder's token"
+
+
+def test_two_failed_releases_of_one_key_are_both_kept(redis_server: RedisServer) -> None:
+    # Redis flapped: the first lock expired, the key was taken again with a
+    # new token, and that release failed too. The live one must be kept.
+    app, fog, _ = _slow_app(redis_server.url, 0)
+    with app.app_context():
+        cache = fog.state().cache
+    later = time.monotonic() + 60
+    cache._keep_orphans({("lock", "old"): ("reports", later)})
+    cache._keep_orphans({("lock", "new"): ("reports", later)})
+    redis_server.admin().set("lock", "new")
+    cache._release_orphans(only="lock")
+    assert cache._orphans == {}
+    assert redis_server.admin().exists("lock") == 0
 
 
 def test_redis_killed_fails_open(
