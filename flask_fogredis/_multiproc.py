@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import cast
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+logger = logging.getLogger("flask_fogredis")
 # What becomes of one process's value in the archive, by file kind.
 _FOLDS = {
     "counter": "sum",
@@ -35,10 +38,42 @@ def mark_process_dead(pid: int, path: str | None = None) -> None:
     """Call from gunicorn's ``child_exit`` in place of prometheus-client's
     function of the same name: drops the dead worker's live gauges and folds
     its other files into the archive. Harmless to repeat, and a no-op when
-    no multiprocess directory is set."""
+    no multiprocess directory is set. Never raises: a failure is logged and
+    the files stay, so that the arbiter calling it lives on.
+
+    gunicorn calls ``child_exit`` from its ``SIGCHLD`` handler, which may
+    interrupt a call under way (two workers recycled at once). The inner
+    call then only queues its process, and the outer call folds it: a
+    nested one would find prometheus-client half imported, or wait forever
+    on the folder lock its own process holds."""
     directory = path or os.environ.get(ENV)
     if not directory:
         return
+    _queued.append((pid, directory))
+    # A call under way (in this thread or another) folds what is queued; the
+    # outer loop takes what was queued just as it let go.
+    while _queued and _folding.acquire(blocking=False):
+        try:
+            while _queued:
+                dead, folder = _queued.pop(0)
+                try:
+                    _mark(dead, folder)
+                except Exception:
+                    logger.exception(
+                        "Could not fold the metric files of process %s in %s; they stay there",
+                        dead,
+                        folder,
+                    )
+        finally:
+            _folding.release()
+
+
+# Processes to fold, and whether a call is folding them.
+_queued: list[tuple[int, str]] = []
+_folding = threading.Lock()
+
+
+def _mark(pid: int, directory: str) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]

@@ -18,7 +18,7 @@ from flask_jwt_extended import create_access_token
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import TestResponse
 
-from flask_fogredis import ConfigurationError, FogRedis, RedisUnavailableError
+from flask_fogredis import ConfigurationError, FogRedis, RedisUnavailableError, _multiproc
 from flask_fogredis._metrics import CONTENT_TYPE, FAMILIES, MULTIPROC_ENV
 
 from .conftest import make_app
@@ -444,3 +444,37 @@ sys.stdout.write(client.get("/internal/metrics").get_data(as_text=True))
     first, second = (parse(text) for text in out.stdout.split("====="))
     assert {dict(labels)["config_prefix"] for _, labels in first} == {"REDIS"}
     assert {dict(labels)["config_prefix"] for _, labels in second} == {"CACHE_REDIS"}
+
+
+def test_a_death_reported_during_a_fold_is_folded_after_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # gunicorn's SIGCHLD handler may interrupt a fold under way (two workers
+    # recycled at once): the nested call must neither import prometheus-client
+    # half-way nor wait on the folder lock its own process holds.
+    folded: list[int] = []
+
+    def mark(pid: int, directory: str) -> None:
+        if pid == 1:
+            _multiproc.mark_process_dead(2, directory)  # "the signal"
+            assert folded == []  # queued, not folded inside the first
+        folded.append(pid)
+
+    monkeypatch.setattr(_multiproc, "_mark", mark)
+    _multiproc.mark_process_dead(1, str(tmp_path))
+    assert folded == [1, 2]
+    assert _multiproc._queued == []
+
+
+def test_a_fold_that_fails_is_logged_and_never_raises(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The caller is gunicorn's arbiter: an exception would end it.
+    def broken(pid: int, directory: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_multiproc, "_mark", broken)
+    with caplog.at_level(logging.ERROR, logger="flask_fogredis"):
+        _multiproc.mark_process_dead(7, str(tmp_path))
+    assert "Could not fold the metric files of process 7" in caplog.text
+    assert _multiproc._queued == []
