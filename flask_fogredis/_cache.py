@@ -652,8 +652,9 @@ class Cache:
         at key ``only``), those not yet expired. The first that fails again
         (Redis is still away) ends the try, and the next is
         ``_ORPHAN_RETRY`` seconds later: a request pays one command at most."""
+        now = time.monotonic()
         with self._orphans_lock:
-            if time.monotonic() < self._orphans_retry_at:
+            if now < self._orphans_retry_at:
                 return
             if only is None:
                 orphans, self._orphans = self._orphans, {}
@@ -661,7 +662,6 @@ class Cache:
                 orphans = {held: self._orphans[held] for held in self._orphans if held[0] == only}
                 for held in orphans:
                     del self._orphans[held]
-        now = time.monotonic()
         try:
             while orphans:
                 (lock_key, token), (namespace, until) = orphans.popitem()

@@ -124,12 +124,7 @@ def _whole_again(topology: Topology) -> None:
     """Wait until a replica is in sync again, if revocations wait for one:
     the next fault (a failover above all) starts from a whole topology.
     The wait is the watcher's to record, not the fault's."""
-    if isinstance(topology, SentinelSet) and topology.wait_replicas:
-
-        def synced() -> bool:
-            return topology.replicas_in_sync() >= topology.wait_replicas
-
-        wait_until(synced, RESYNC_SECONDS, "a replica in sync")
+    wait_until(topology.whole, RESYNC_SECONDS, "a replica in sync")
 
 
 WATCH_SECONDS = 0.05
@@ -139,13 +134,13 @@ def watch_replicas(topology: Topology, history: History, stop: threading.Event) 
     """Record each time the primary has fewer replicas in sync than
     revocations wait for (``{"type": "unsynced"}``), until ``stop`` is set.
     Nothing to watch on a topology whose revocations wait for none."""
-    if not isinstance(topology, SentinelSet) or not topology.wait_replicas:
+    if not topology.wait_replicas:
         return
     since: float | None = None
     while True:
         now = time.time()
         try:
-            synced = topology.replicas_in_sync() >= topology.wait_replicas
+            synced = topology.whole()
         except (redis.RedisError, OSError):
             synced = False
         if synced and since is not None:

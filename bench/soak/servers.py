@@ -176,6 +176,11 @@ class Topology:
     def primary(self) -> Redis:
         return self.nodes[0]
 
+    def whole(self) -> bool:
+        """Whether revocations can be acknowledged: enough replicas in sync
+        for ``wait_replicas`` (always, when they wait for none)."""
+        return True
+
     def close(self) -> None:
         for node in self.nodes:
             node.close()
@@ -272,10 +277,10 @@ class SentinelSet(Topology):
                 return next(node for node in self.nodes if node.proxy.port == proxied)
         return self.nodes[0]
 
-    def replicas_in_sync(self) -> int:
-        """How many replicas the primary streams to now: the ones that can
-        acknowledge a revocation's ``WAIT``."""
-        return _online_replicas(self.primary())
+    def whole(self) -> bool:
+        """Whether the primary streams to (``online``) as many replicas as
+        revocations wait for: the ones that can acknowledge a ``WAIT``."""
+        return _online_replicas(self.primary()) >= self.wait_replicas
 
     def failover(self, timeout: float) -> None:
         """SENTINEL FAILOVER, then wait until the other node is primary and
